@@ -1,0 +1,176 @@
+"""The project's error tree, and the one place where retryability is declared.
+
+::
+
+    TransferError                  every error this project raises on purpose
+    ├── ConfigError                a bad config file, flag or environment (usage error, exit 2)
+    ├── AuthError                  the identity service refused the credentials (fatal)
+    ├── CatalogError               no image endpoint for the asked region (fatal)
+    ├── ApiError                   the Image API answered with an HTTP error status
+    │   ├── BadRequest             400
+    │   ├── Unauthorized           401 (the client re-issues the token once before raising it)
+    │   ├── Forbidden              403 (protected image, download not allowed, not owner, ...)
+    │   ├── NotFound               404
+    │   ├── Conflict               409 (wrong status for the call, duplicate id or member, ...)
+    │   ├── RequestTooLarge        413 (quota, storage full, size cap)
+    │   ├── UnsupportedMediaType   415
+    │   ├── RangeNotSatisfiable    416
+    │   ├── TooManyRequests        429                 retryable
+    │   └── ServerError            5xx                 retryable
+    ├── TransportError             connection refused/reset, DNS, TLS, body cut off   retryable
+    │   └── RequestTimeout         connect or read timeout                            retryable
+    ├── ProtocolError              the server answered something that is not the API
+    │                              (invalid JSON, missing fields, a foreign `next` link, ...)
+    └── IntegrityError             bytes received differ from what the source declared
+                                   (not retryable per request; the engine retries the image)
+
+Each class says whether repeating the same request may help (``retryable``) and whether the
+error should stop a whole run rather than one image (``fatal``).  Messages never contain a
+token or a password: the client builds them from the method, the URL path (never the query
+of a request that could carry secrets) and the server's own message.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class TransferError(Exception):
+    """Root of every error this project raises on purpose."""
+
+    retryable: ClassVar[bool] = False
+    fatal: ClassVar[bool] = False
+
+
+class ConfigError(TransferError):
+    """A configuration problem: the message names the file, the key and what was expected."""
+
+    fatal = True
+
+    def __init__(self, message: str, *, problems: list[str] | None = None) -> None:
+        self.problems = problems if problems is not None else [message]
+        super().__init__(message)
+
+
+class AuthError(TransferError):
+    """The identity service refused the credentials, or its answer was unusable."""
+
+    fatal = True
+
+
+class CatalogError(TransferError):
+    """The service catalog has no image endpoint for the asked region."""
+
+    fatal = True
+
+
+class ApiError(TransferError):
+    """The Image API answered with an HTTP error status."""
+
+    status: int = 0
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        method: str = "",
+        path: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        if status is not None:
+            self.status = status
+        self.method = method
+        self.path = path
+        self.server_message = message
+        self.retry_after = retry_after
+        where = f"{method} {path}: " if method else ""
+        super().__init__(f"{where}{self.status} {message}".rstrip())
+
+
+class BadRequest(ApiError):
+    status = 400
+
+
+class Unauthorized(ApiError):
+    status = 401
+
+
+class Forbidden(ApiError):
+    status = 403
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class Conflict(ApiError):
+    status = 409
+
+
+class RequestTooLarge(ApiError):
+    status = 413
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+
+
+class RangeNotSatisfiable(ApiError):
+    status = 416
+
+
+class TooManyRequests(ApiError):
+    status = 429
+    retryable = True
+
+
+class ServerError(ApiError):
+    status = 500
+    retryable = True
+
+
+class TransportError(TransferError):
+    """The connection failed: refused, reset, DNS, TLS, or a body cut off mid-way."""
+
+    retryable = True
+
+
+class RequestTimeout(TransportError):
+    """A connect or read timeout."""
+
+
+class ProtocolError(TransferError):
+    """The server answered something that is not the Image API."""
+
+
+class IntegrityError(TransferError):
+    """Bytes received differ from what was declared (size or checksum)."""
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {
+    cls.status: cls
+    for cls in (
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        Conflict,
+        RequestTooLarge,
+        UnsupportedMediaType,
+        RangeNotSatisfiable,
+        TooManyRequests,
+    )
+}
+
+
+def api_error_class(status: int) -> type[ApiError]:
+    """The error class for an HTTP error status (5xx -> ServerError, unknown 4xx -> ApiError)."""
+    if status >= 500:
+        return ServerError
+    return _BY_STATUS.get(status, ApiError)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether repeating the same request may succeed."""
+    return isinstance(exc, TransferError) and exc.retryable
