@@ -30,9 +30,16 @@ class CommandModule(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
-# command name -> (module path, one-line help)
+# command name -> ("module" or "module:attribute", one-line help).  The module (or the named
+# attribute of it) provides configure() and run().
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("transfer.demo", "run a real migration between emulated regions and tenants"),
+    "plan": ("transfer.jobcli:plan", "show what a job would do (dry run)"),
+    "run": ("transfer.jobcli:run", "run a job, or resume it where it stopped"),
+    "status": ("transfer.jobcli:status", "show where jobs stand, from the journal"),
+    "verify": ("transfer.jobcli:verify", "deep-compare a job's sources and targets"),
     "emulator": ("transfer.emulator.cli", "run the emulated NHN cloud (identity + image regions)"),
+    "images": ("transfer.images_cli", "every Image API call: list, show, create, upload, ..."),
 }
 
 
@@ -52,7 +59,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, CommandModule]]:
     sub.required = True
     modules: dict[str, CommandModule] = {}
     for name, (module_path, help_text) in COMMANDS.items():
-        module: CommandModule = importlib.import_module(module_path)  # type: ignore[assignment]
+        module_name, _, attribute = module_path.partition(":")
+        module: CommandModule = importlib.import_module(module_name)
+        if attribute:
+            module = getattr(module, attribute)
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
         module.configure(command_parser)
         modules[name] = module

@@ -1,0 +1,213 @@
+"""``image-transfer emulator``: run the emulated cloud until SIGINT or SIGTERM.
+
+On start it prints one JSON line to stdout (identity URL, region URLs, admin URL, tenants with
+their credentials) so a script or a test can read where to connect; nothing else goes to
+stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from typing import Any
+
+from transfer.emulator.cloud import Emulator
+from transfer.emulator.faults import ROUTES, Faults, parse_routes
+from transfer.emulator.identity import DEFAULT_TENANTS, TenantSpec, tenant_from_name
+from transfer.errors import ConfigError, TransferError
+
+_SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--port",
+        default="0",
+        metavar="N",
+        help="identity port; regions take the next ones (default 0: free ports)",
+    )
+    parser.add_argument(
+        "--region",
+        action="append",
+        dest="regions",
+        metavar="NAME",
+        help="a region to serve (repeatable; default KR1 and KR2)",
+    )
+    parser.add_argument(
+        "--tenant",
+        action="append",
+        dest="tenants",
+        metavar="NAME:USER:PASSWORD",
+        help="a tenant and its API user (repeatable; default demo-src and demo-dst)",
+    )
+    parser.add_argument("--state-dir", help="keep images here across restarts")
+    parser.add_argument("--token-ttl", default="43200", metavar="SECONDS")
+    parser.add_argument("--seed", default="0", metavar="N", help="seed of the fault dice")
+    parser.add_argument("--page-size", default="25", metavar="N", help="default list limit")
+    parser.add_argument("--max-page-size", default="1000", metavar="N")
+    parser.add_argument("--image-size-cap", metavar="BYTES", help="refuse larger uploads (413)")
+    faults = parser.add_argument_group("faults (all off by default)")
+    faults.add_argument("--error-rate", metavar="P", help="probability of an injected 5xx")
+    faults.add_argument(
+        "--error-routes",
+        metavar="R1,R2",
+        help=f"routes that may fail (default all: {','.join(sorted(ROUTES))})",
+    )
+    faults.add_argument("--error-statuses", metavar="S1,S2", help="default 500,502,503")
+    faults.add_argument("--retry-after", metavar="SECONDS", help="Retry-After of injected errors")
+    faults.add_argument("--errors-remaining", metavar="N", help="stop after N injected errors")
+    faults.add_argument(
+        "--drop-download-after", metavar="BYTES", help="cut downloads after this many bytes"
+    )
+    faults.add_argument(
+        "--drop-upload-after", metavar="BYTES", help="cut uploads after this many bytes"
+    )
+    faults.add_argument("--drops-remaining", metavar="N", help="stop after N cut connections")
+    faults.add_argument("--latency", metavar="SECONDS", help="added to every request")
+    faults.add_argument("--latency-jitter", metavar="SECONDS", help="up to this much more")
+    faults.add_argument(
+        "--bandwidth", metavar="BYTES/S", help="per connection cap; suffixes k, m, g (x1024)"
+    )
+    faults.add_argument(
+        "--corrupt-downloads", metavar="N", help="flip one byte in the next N downloads"
+    )
+
+
+def _number(flag: str, text: str, kind: type[int] | type[float], *, low: float = 0) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{flag}: expected {what}, got {text!r}") from None
+    if value < low:
+        raise ConfigError(f"{flag}: expected at least {low:g}, got {text!r}")
+    return value
+
+
+def _size(flag: str, text: str) -> int:
+    factor = _SIZE_SUFFIXES.get(text[-1:].lower(), 1)
+    digits = text[:-1] if factor > 1 else text
+    return int(_number(flag, digits, int)) * factor
+
+
+def _tenants(specs: list[str] | None) -> tuple[TenantSpec, ...]:
+    if not specs:
+        return DEFAULT_TENANTS
+    tenants = []
+    for spec in specs:
+        parts = spec.split(":", 2)
+        if len(parts) != 3 or not all(parts):
+            # Name only: the rest may hold a password.
+            raise ConfigError(
+                f"--tenant: expected NAME:USER:PASSWORD (three non-empty parts), "
+                f"got {len(parts)} part(s) for {parts[0]!r}"
+            )
+        tenants.append(tenant_from_name(*parts))
+    return tuple(tenants)
+
+
+def _faults(args: argparse.Namespace) -> Faults:
+    changes: dict[str, Any] = {}
+    if args.error_rate is not None:
+        changes["error_rate"] = _number("--error-rate", args.error_rate, float)
+    if args.error_routes is not None:
+        changes["error_routes"] = parse_routes(args.error_routes)
+    if args.error_statuses is not None:
+        changes["error_statuses"] = tuple(
+            _number("--error-statuses", s.strip(), int) for s in args.error_statuses.split(",")
+        )
+    floats = ("retry_after", "latency", "latency_jitter")
+    ints = ("errors_remaining", "drops_remaining", "corrupt_downloads")
+    sizes = ("drop_download_after", "drop_upload_after", "bandwidth")
+    for name in floats + ints + sizes:
+        text = getattr(args, name)
+        if text is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name in floats:
+            changes[name] = _number(flag, text, float)
+        elif name in ints:
+            changes[name] = _number(flag, text, int)
+        else:
+            changes[name] = _size(flag, text)
+    try:
+        return Faults(**changes)
+    except ValueError as exc:
+        name, _, problem = str(exc).partition(":")
+        raise ConfigError(f"--{name.replace('_', '-')}:{problem}") from None
+
+
+def build(args: argparse.Namespace) -> Emulator:
+    """The emulator the parsed arguments describe (ConfigError if they make no sense)."""
+    cap = None if args.image_size_cap is None else _size("--image-size-cap", args.image_size_cap)
+    regions = tuple(args.regions or ("KR1", "KR2"))
+    port = _number("--port", args.port, int)
+    if port > 65535 - len(regions):
+        raise ConfigError(f"--port: {port} leaves no room for {len(regions)} region port(s)")
+    try:
+        return Emulator(
+            regions=regions,
+            tenants=_tenants(args.tenants),
+            host=args.host,
+            port=port,
+            state_dir=args.state_dir,
+            token_ttl=_number("--token-ttl", args.token_ttl, float, low=0.001),
+            seed=_number("--seed", args.seed, int, low=-(2**63)),
+            default_page_size=_number("--page-size", args.page_size, int, low=1),
+            max_page_size=_number("--max-page-size", args.max_page_size, int, low=1),
+            image_size_cap=cap,
+            faults=_faults(args),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def announcement(emu: Emulator) -> str:
+    """The one JSON line printed on start."""
+    return json.dumps(
+        {
+            "identity_url": emu.identity_url,
+            "regions": emu.regions,
+            "admin_url": emu.admin_url,
+            "tenants": [
+                {
+                    "name": t.name,
+                    "tenant_id": t.tenant_id,
+                    "username": t.username,
+                    "password": t.password,
+                }
+                for t in emu.tenants
+            ],
+        }
+    )
+
+
+async def serve(emu: Emulator, where: str) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        try:
+            await emu.start()
+        except OSError as exc:
+            raise TransferError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+        try:
+            sys.stdout.write(announcement(emu) + "\n")
+            sys.stdout.flush()
+            await stop.wait()
+        finally:
+            await emu.close()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+def run(args: argparse.Namespace) -> int:
+    emu = build(args)
+    asyncio.run(serve(emu, f"{args.host}:{args.port}"))
+    return 0

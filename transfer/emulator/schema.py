@@ -1,0 +1,197 @@
+"""The rules an image's fields obey: what create accepts, what a JSON Patch may change, and
+the shape of a fresh record.  Violations raise ``HttpError`` with Glance's status (400 for a
+bad value, 403 for a key users may not set, 409 for a missing property).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from transfer.emulator.responses import HttpError
+from transfer.models import is_reserved_key
+
+DISK_FORMATS = frozenset(
+    {"ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop"}
+)
+CONTAINER_FORMATS = frozenset({"ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed"})
+OS_TYPES = frozenset({"linux", "windows"})
+USER_VISIBILITIES = frozenset({"private", "shared"})
+ALL_VISIBILITIES = frozenset({"private", "shared", "public", "community"})
+
+#: Keys of the image schema a caller may set (everything else is a custom property).
+SETTABLE_CORE = frozenset(
+    {
+        "name",
+        "visibility",
+        "protected",
+        "os_hidden",
+        "tags",
+        "disk_format",
+        "container_format",
+        "min_disk",
+        "min_ram",
+    }
+)
+MAX_KEY = 255
+MAX_TAG = 255
+
+
+def blank_record(image_id: str, owner: str, timestamp: str) -> dict[str, Any]:
+    """A new image as create leaves it, before the caller's fields are applied."""
+    return {
+        "id": image_id,
+        "name": None,
+        "status": "queued",
+        "visibility": "private",
+        "protected": False,
+        "os_hidden": False,
+        "owner": owner,
+        "size": None,
+        "virtual_size": None,
+        "checksum": None,
+        "os_hash_algo": None,
+        "os_hash_value": None,
+        "disk_format": None,
+        "container_format": None,
+        "min_disk": 0,
+        "min_ram": 0,
+        "tags": [],
+        "created_at": timestamp,
+        "updated_at": timestamp,
+    }
+
+
+def canonical_uuid(value: Any) -> str:
+    """The lower-case hyphenated form of a caller-chosen image id (400 unless a UUID)."""
+    if isinstance(value, str) and len(value) in (32, 36):
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    raise HttpError(400, f"Invalid value for 'id': {value!r} is not a UUID.")
+
+
+def check_tag(tag: Any) -> str:
+    if not isinstance(tag, str) or not tag:
+        raise HttpError(400, f"Invalid tag {tag!r}: tags are non-empty strings.")
+    if len(tag) > MAX_TAG:
+        raise HttpError(400, f"Invalid tag: longer than {MAX_TAG} characters.")
+    if tag.startswith("_"):
+        raise HttpError(400, f"Invalid tag {tag!r}: tags may not start with '_'.")
+    return tag
+
+
+def check_value(key: str, value: Any, *, visibilities: frozenset[str]) -> Any:
+    """The value to store for ``key`` (a core key or a custom property), or raise."""
+    if key == "name":
+        if value is not None and not isinstance(value, str):
+            raise HttpError(400, "Invalid value for 'name': expected a string or null.")
+        if isinstance(value, str) and len(value) > 255:
+            raise HttpError(400, "Invalid value for 'name': longer than 255 characters.")
+        return value
+    if key == "visibility":
+        if value in visibilities:
+            return value
+        if value in ALL_VISIBILITIES:
+            raise HttpError(403, f"Not allowed to set visibility to {value!r}.")
+        raise HttpError(400, f"Invalid visibility {value!r}.")
+    if key in ("protected", "os_hidden"):
+        if not isinstance(value, bool):
+            raise HttpError(400, f"Invalid value for {key!r}: expected true or false.")
+        return value
+    if key in ("min_disk", "min_ram"):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise HttpError(400, f"Invalid value for {key!r}: expected a non-negative integer.")
+        return value
+    if key == "disk_format":
+        if value is not None and value not in DISK_FORMATS:
+            raise HttpError(400, f"Invalid disk_format {value!r}.")
+        return value
+    if key == "container_format":
+        if value is not None and value not in CONTAINER_FORMATS:
+            raise HttpError(400, f"Invalid container_format {value!r}.")
+        return value
+    if key == "tags":
+        if not isinstance(value, list):
+            raise HttpError(400, "Invalid value for 'tags': expected a list of strings.")
+        tags: list[str] = []
+        for tag in value:
+            if check_tag(tag) not in tags:
+                tags.append(tag)
+        return tags
+    # A custom property.
+    if len(key) > MAX_KEY:
+        raise HttpError(400, f"Property names are at most {MAX_KEY} characters.")
+    if not key:
+        raise HttpError(400, "Property names may not be empty.")
+    if not isinstance(value, str):
+        raise HttpError(400, f"Invalid value for property {key!r}: expected a string.")
+    if key == "os_type" and value not in OS_TYPES:
+        raise HttpError(400, "Invalid os_type: expected 'linux' or 'windows'.")
+    return value
+
+
+def apply_create(
+    record: dict[str, Any], body: Mapping[str, Any], *, visibilities: frozenset[str]
+) -> None:
+    """Apply create's body (without ``id``) to a blank record."""
+    for key, value in body.items():
+        if key == "id":
+            continue
+        if is_reserved_key(key):
+            raise HttpError(403, f"Attribute {key!r} is read-only.")
+        record[key] = check_value(key, value, visibilities=visibilities)
+    if record.get("os_type") is None:
+        raise HttpError(400, "Missing required property 'os_type' ('linux' or 'windows').")
+
+
+def decode_path(path: Any) -> str:
+    """The property a JSON Patch path names (``/key``, with ``~1`` and ``~0`` escapes)."""
+    if not isinstance(path, str) or not path.startswith("/") or len(path) < 2:
+        raise HttpError(400, f"Invalid JSON Patch path {path!r}: expected '/<property>'.")
+    key = path[1:]
+    if "/" in key:
+        root = key.split("/", 1)[0]
+        if root == "locations":
+            raise HttpError(403, "Changing image locations is not allowed.")
+        raise HttpError(400, f"Invalid JSON Patch path {path!r}: nested paths are not allowed.")
+    return key.replace("~1", "/").replace("~0", "~")
+
+
+def apply_patch(record: dict[str, Any], ops: Any) -> dict[str, Any]:
+    """The record after a JSON Patch (a new dict; the given one is untouched)."""
+    if not isinstance(ops, list):
+        raise HttpError(400, "The request body must be a JSON array of patch operations.")
+    result = dict(record)
+    for op in ops:
+        if not isinstance(op, dict) or op.get("op") not in ("add", "replace", "remove"):
+            raise HttpError(
+                400, f"Invalid patch operation {op!r}: op must be add, replace or remove."
+            )
+        key = decode_path(op.get("path"))
+        if is_reserved_key(key):
+            raise HttpError(403, f"Attribute {key!r} is read-only.")
+        if result.get("protected") is True and key != "protected":
+            raise HttpError(403, "Image is protected: only 'protected' may be changed.")
+        kind = op["op"]
+        if kind == "remove":
+            if key in SETTABLE_CORE:
+                raise HttpError(403, f"Attribute {key!r} cannot be removed.")
+            if key not in result:
+                raise HttpError(409, f"Property {key!r} does not exist.")
+            del result[key]
+            continue
+        if "value" not in op:
+            raise HttpError(400, f"Operation {kind!r} on {key!r} needs a 'value'.")
+        if kind == "replace" and key not in SETTABLE_CORE and key not in result:
+            raise HttpError(409, f"Property {key!r} does not exist.")
+        if (
+            key in ("disk_format", "container_format")
+            and result.get("status") != "queued"
+            and op["value"] != result.get(key)
+        ):
+            raise HttpError(403, f"Attribute {key!r} can only be changed on a queued image.")
+        result[key] = check_value(key, op["value"], visibilities=USER_VISIBILITIES)
+    return result

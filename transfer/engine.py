@@ -1,0 +1,405 @@
+"""The engine: runs one job: lists, plans, then copies with two bounded worker pools.
+
+A run opens one authenticated session per cloud the job names, lists the selected source images
+and every target's images, asks the pure planner what each (source, target) pair needs, and hands
+the pairs to workers: ``transfers`` workers for pairs that move bytes, ``checkers`` workers for
+pairs that only need metadata.  One pair's failure never stops the others.  A stop request
+(SIGINT/SIGTERM, see ``cli``) lets running pairs finish and starts no new one; the journal stays
+true either way because every step is journaled before the next begins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import anyio
+import structlog
+
+from transfer.auth import CloudSession
+from transfer.client import HttpSettings, ImageClient
+from transfer.config import Config, JobConfig
+from transfer.errors import TransferError
+from transfer.journal import Journal
+from transfer.metadata import DesiredTarget
+from transfer.models import Image, Member
+from transfer.pipeline import ItemResult, Pipeline, Target, verify_copy
+from transfer.planner import Code, PlanItem, plan_job
+from transfer.streams import TokenBucket
+
+log = structlog.get_logger("transfer.engine")
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Progress:
+    """Counters a display reads while the run goes on (a subscriber, not code in the loop)."""
+
+    images_total: int = 0
+    images_done: int = 0
+    images_failed: int = 0
+    bytes_total: int = 0
+    bytes_done: int = 0
+    started: float = field(default_factory=time.monotonic)
+    active: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+
+    def add_bytes(self, n: int) -> None:
+        self.bytes_done += n
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.bytes_done / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass
+class JobPlan:
+    """Everything the planner needs and what it decided, for one job."""
+
+    job: JobConfig
+    items: list[PlanItem]
+    sources: list[Image]
+    desired: dict[tuple[str, str], DesiredTarget]
+    targets: dict[str, Target]
+    source_client: ImageClient
+
+
+@dataclass
+class RunSummary:
+    job: str
+    run_id: int
+    results: list[ItemResult]
+    plan: list[PlanItem]
+    started: float
+    ended: float
+    interrupted: bool = False
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for r in self.results if r.outcome == outcome)
+
+    @property
+    def bytes(self) -> int:
+        return sum(r.bytes for r in self.results)
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
+
+    @property
+    def failed(self) -> list[ItemResult]:
+        return [r for r in self.results if r.outcome == "failed"]
+
+    @property
+    def outcome(self) -> str:
+        if self.interrupted:
+            return "interrupted"
+        if self.failed:
+            return "partial" if len(self.failed) < len(self.results) else "failed"
+        return "ok"
+
+
+class Clouds:
+    """One authenticated session per cloud name, opened on first use, closed together."""
+
+    def __init__(self, config: Config, stack: AsyncExitStack, settings: HttpSettings) -> None:
+        self._config = config
+        self._stack = stack
+        self._settings = settings
+        self._sessions: dict[str, CloudSession] = {}
+        self._lock = anyio.Lock()
+
+    async def session(self, name: str) -> CloudSession:
+        async with self._lock:
+            if name not in self._sessions:
+                session = CloudSession(self._config.clouds[name], settings=self._settings)
+                self._sessions[name] = await self._stack.enter_async_context(session)
+            return self._sessions[name]
+
+    async def client(self, name: str, region: str) -> ImageClient:
+        return await (await self.session(name)).image_client(region)
+
+    def cloud_for_tenant(self, tenant_id: str) -> str | None:
+        for name, creds in self._config.clouds.items():
+            if creds.tenant_id == tenant_id:
+                return name
+        return None
+
+
+@asynccontextmanager
+async def open_clouds(
+    config: Config, settings: HttpSettings | None = None
+) -> AsyncIterator[Clouds]:
+    async with AsyncExitStack() as stack:
+        yield Clouds(config, stack, settings or HttpSettings())
+
+
+async def _gather(
+    limiter: anyio.CapacityLimiter, funcs: Sequence[Callable[[], Awaitable[None]]]
+) -> None:
+    async def one(func: Callable[[], Awaitable[None]]) -> None:
+        async with limiter:
+            await func()
+
+    async with anyio.create_task_group() as tg:
+        for func in funcs:
+            tg.start_soon(one, func)
+
+
+async def build_plan(config: Config, job: JobConfig, clouds: Clouds, journal: Journal) -> JobPlan:
+    """List both sides, read the journal and plan every (source, target) pair."""
+    checkers = anyio.CapacityLimiter(job.checkers)
+    source_client = await clouds.client(job.source.cloud, job.source.region)
+    filters = job.select.api_filters()
+    sources = [
+        image
+        async for image in source_client.list_images(**cast(dict[str, Any], filters))
+        if job.select.matches(image)
+    ]
+    log.info("listed source", job=job.name, images=len(sources))
+
+    targets: dict[str, Target] = {}
+    listings: dict[str, list[Image]] = {}
+    for endpoint in job.targets:
+        session = await clouds.session(endpoint.cloud)
+        client = await session.image_client(endpoint.region)
+        tenant_id = await session.tenant_id()
+        listings[endpoint.key] = [image async for image in client.list_images(owner=tenant_id)]
+        targets[endpoint.key] = Target(
+            key=endpoint.key, region=endpoint.region, client=client, tenant_id=tenant_id
+        )
+
+    source_members: dict[str, frozenset[str]] = {}
+    if job.copy.members:
+
+        def lister(image: Image) -> Callable[[], Awaitable[None]]:
+            async def list_members() -> None:
+                members: list[Member] = await source_client.list_members(image.id)
+                source_members[image.id] = frozenset(m.member_id for m in members)
+
+            return list_members
+
+        await _gather(checkers, [lister(i) for i in sources if i.visibility == "shared"])
+
+    entries = await journal.entries(job.name)
+    items = plan_job(
+        job,
+        sources=sources,
+        targets=listings,
+        journal=entries,
+        source_members=source_members,
+        target_tenants={key: t.tenant_id for key, t in targets.items()},
+    )
+    desired: dict[tuple[str, str], DesiredTarget] = {}
+    member_tenants: set[str] = set()
+    for item in items:
+        if item.source is not None and item.desired is not None:
+            desired[(item.source.id, item.target_key)] = item.desired
+            member_tenants |= item.desired.members
+
+    if job.copy.accept and member_tenants:
+        for key, target in targets.items():
+            member_clients: dict[str, ImageClient] = {}
+            for tenant in sorted(member_tenants):
+                cloud = clouds.cloud_for_tenant(tenant)
+                if tenant == target.tenant_id:
+                    continue
+                if cloud is not None:
+                    member_clients[tenant] = await clouds.client(cloud, target.region)
+            targets[key] = dataclasses.replace(target, member_clients=member_clients)
+
+    return JobPlan(
+        job=job,
+        items=items,
+        sources=sources,
+        desired=desired,
+        targets=targets,
+        source_client=source_client,
+    )
+
+
+async def run_plan(
+    plan: JobPlan,
+    *,
+    journal: Journal,
+    worker: str | None = None,
+    bucket: TokenBucket | None = None,
+    progress: Progress | None = None,
+    stop: anyio.Event | None = None,
+) -> RunSummary:
+    """Execute a plan; returns when every item is done, failed or (after ``stop``) not started."""
+    job = plan.job
+    progress = progress or Progress()
+    stop = stop or anyio.Event()
+    started = time.monotonic()
+    run_id = await journal.start_run(job.name, worker or default_worker_id())
+    pipeline = Pipeline(
+        job=job,
+        journal=journal,
+        run_id=run_id,
+        source=plan.source_client,
+        source_region=job.source.region,
+        bucket=bucket,
+        on_bytes=progress.add_bytes,
+    )
+    work = [i for i in plan.items if i.code in (Code.COPY, Code.REPAIR, Code.UPDATE)]
+    data_items = [i for i in work if i.code in (Code.COPY, Code.REPAIR)]
+    meta_items = [i for i in work if i.code is Code.UPDATE]
+    results: list[ItemResult] = []
+    for item in plan.items:
+        if item.code is Code.IN_SYNC and item.source is not None:
+            results.append(
+                ItemResult(
+                    code=item.code,
+                    target_key=item.target_key,
+                    source_id=item.source.id,
+                    source_name=item.source.name or item.source.id,
+                    target_id=item.target.id if item.target else item.target_id,
+                    outcome="in-sync",
+                )
+            )
+    progress.images_total = len(work)
+    progress.bytes_total = sum((i.source.size or 0) for i in data_items if i.source)
+
+    async def worker_loop(queue: list[PlanItem]) -> None:
+        while queue and not stop.is_set():
+            item = queue.pop(0)
+            assert item.source is not None
+            name = item.source.name or item.source.id
+            progress.active[f"{item.source.id}:{item.target_key}"] = (
+                name,
+                0,
+                item.source.size or 0,
+            )
+            try:
+                result = await pipeline.run_item(
+                    item,
+                    plan.targets[item.target_key],
+                    plan.desired[(item.source.id, item.target_key)],
+                )
+            except Exception as exc:
+                # One image's trouble (the journal, or a bug) never stops the others.
+                if not isinstance(exc, TransferError):
+                    log.exception("internal error", image=item.source.id, target=item.target_key)
+                result = ItemResult(
+                    code=item.code,
+                    target_key=item.target_key,
+                    source_id=item.source.id,
+                    source_name=name,
+                    outcome="failed",
+                    error=str(exc)
+                    if isinstance(exc, TransferError)
+                    else f"internal error: {exc!r}",
+                )
+                if isinstance(exc, TransferError) and exc.fatal:
+                    stop.set()
+            finally:
+                progress.active.pop(f"{item.source.id}:{item.target_key}", None)
+            results.append(result)
+            progress.images_done += 1
+            if result.outcome == "failed":
+                progress.images_failed += 1
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(min(job.transfers, len(data_items))):
+            tg.start_soon(worker_loop, data_items)
+        for _ in range(min(job.checkers, len(meta_items))):
+            tg.start_soon(worker_loop, meta_items)
+
+    interrupted = stop.is_set() and bool(data_items or meta_items)
+    summary = RunSummary(
+        job=job.name,
+        run_id=run_id,
+        results=results,
+        plan=plan.items,
+        started=started,
+        ended=time.monotonic(),
+        interrupted=interrupted,
+    )
+    await journal.finish_run(
+        run_id,
+        summary.outcome,
+        {
+            "copied": summary.count("copied"),
+            "repaired": summary.count("repaired"),
+            "updated": summary.count("updated"),
+            "in_sync": summary.count("in-sync"),
+            "failed": len(summary.failed),
+            "bytes": summary.bytes,
+            "not_started": len(data_items) + len(meta_items),
+        },
+    )
+    return summary
+
+
+@dataclass
+class Difference:
+    source_id: str
+    source_name: str
+    target_key: str
+    reasons: tuple[str, ...]
+
+
+async def verify_plan(plan: JobPlan) -> list[Difference]:
+    """Deep-compare every selected source with its targets; members included."""
+    differences: list[Difference] = []
+    checkers = anyio.CapacityLimiter(plan.job.checkers)
+    to_check: list[tuple[PlanItem, DesiredTarget]] = []
+    for item in plan.items:
+        if item.source is None:
+            continue
+        name = item.source.name or item.source.id
+        if item.code is not Code.IN_SYNC:
+            reasons = item.reasons or (f"plan code {item.code.value}",)
+            differences.append(Difference(item.source.id, name, item.target_key, reasons))
+            continue
+        to_check.append((item, plan.desired[(item.source.id, item.target_key)]))
+
+    def checker(item: PlanItem, desired: DesiredTarget) -> Callable[[], Awaitable[None]]:
+        async def check() -> None:
+            assert item.source is not None and item.target is not None
+            target = plan.targets[item.target_key]
+            reasons = verify_copy(item.source, item.target, {})
+            if desired.members or item.target.visibility == "shared":
+                members = {
+                    m.member_id: m.status for m in await target.client.list_members(item.target.id)
+                }
+                for missing in sorted(desired.members - members.keys()):
+                    reasons.append(f"member {missing} missing")
+                if plan.job.copy.members:
+                    for extra in sorted(members.keys() - desired.members):
+                        reasons.append(f"member {extra} not on the source")
+                if plan.job.copy.accept:
+                    for member, status in sorted(members.items()):
+                        if member in target.member_clients and status != "accepted":
+                            reasons.append(f"member {member} is {status}, expected accepted")
+            if reasons:
+                differences.append(
+                    Difference(
+                        item.source.id,
+                        item.source.name or item.source.id,
+                        item.target_key,
+                        tuple(reasons),
+                    )
+                )
+
+        return check
+
+    await _gather(checkers, [checker(i, d) for i, d in to_check])
+    differences.sort(key=lambda d: (d.source_name, d.source_id, d.target_key))
+    return differences
+
+
+def plan_counts(items: Sequence[PlanItem]) -> Mapping[Code, int]:
+    counts = dict.fromkeys(Code, 0)
+    for item in items:
+        counts[item.code] += 1
+    return counts

@@ -1,0 +1,326 @@
+"""The job commands: ``plan``, ``run``, ``status`` and ``verify`` (each: parse, call, exit code)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from transfer.config import Config, JobConfig, load_config
+from transfer.engine import (
+    Clouds,
+    JobPlan,
+    Progress,
+    RunSummary,
+    build_plan,
+    open_clouds,
+    run_plan,
+    verify_plan,
+)
+from transfer.errors import ConfigError
+from transfer.journal import Journal, open_journal
+from transfer.logs import configure_logging
+from transfer.planner import format_plan
+from transfer.report import (
+    format_differences,
+    format_plan_summary,
+    format_summary,
+    human_bytes,
+    show_progress,
+    summary_json,
+)
+
+EXIT_OK = 0
+EXIT_PARTIAL = 1
+EXIT_DIFFERENCES = 1
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class Command:
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c", "--config", required=True, type=Path, metavar="FILE", help="the TOML config file"
+    )
+    parser.add_argument(
+        "--job",
+        action="append",
+        metavar="NAME",
+        help="the job to act on (repeatable; default: every job in the config)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    parser.add_argument(
+        "--log-format", choices=("auto", "console", "json"), help="override [log] format"
+    )
+
+
+def _load(args: argparse.Namespace) -> tuple[Config, list[JobConfig]]:
+    config = load_config(args.config)
+    for warning in config.warnings:
+        print(f"image-transfer: warning: {warning}", file=sys.stderr)
+    configure_logging(
+        "debug" if args.verbose else config.log.level, args.log_format or config.log.format
+    )
+    names = args.job or list(config.jobs)
+    unknown = [n for n in names if n not in config.jobs]
+    if unknown:
+        known = ", ".join(config.jobs) or "none"
+        raise ConfigError(f"{args.config}: no job named {unknown[0]!r} (jobs: {known})")
+    if not names:
+        raise ConfigError(f"{args.config}: the config defines no [[jobs]]")
+    return config, [config.jobs[n] for n in names]
+
+
+def _run_async(func: Callable[[], Awaitable[int]]) -> int:
+    async def main() -> int:
+        return await func()
+
+    return anyio.run(main)
+
+
+# -- plan ----------------------------------------------------------------------------------
+
+
+def _configure_plan(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    config, jobs = _load(args)
+
+    async def main() -> int:
+        out = []
+        async with open_journal(config.journal.path) as journal, open_clouds(config) as clouds:
+            for job in jobs:
+                plan = await build_plan(config, job, clouds, journal)
+                if args.json:
+                    out.append(_plan_json(plan))
+                else:
+                    print(
+                        f"job {job.name}: {job.source.key} -> "
+                        f"{', '.join(t.key for t in job.targets)}"
+                    )
+                    text = format_plan(plan.items)
+                    if text:
+                        print(text)
+                    print(format_plan_summary(plan.items))
+        if args.json:
+            print(json.dumps(out, indent=2))
+        return EXIT_OK
+
+    return _run_async(main)
+
+
+def _plan_json(plan: JobPlan) -> dict[str, object]:
+    return {
+        "job": plan.job.name,
+        "items": [
+            {
+                "code": i.code.value,
+                "target": i.target_key,
+                "source_id": i.source.id if i.source else None,
+                "source_name": i.source.name if i.source else None,
+                "target_id": i.target.id if i.target else i.target_id,
+                "reasons": list(i.reasons),
+            }
+            for i in plan.items
+        ],
+    }
+
+
+# -- run -----------------------------------------------------------------------------------
+
+
+def _configure_run(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument(
+        "--restart", action="store_true", help="forget the journal of the job and plan afresh"
+    )
+    parser.add_argument("--report", type=Path, metavar="FILE", help="write a JSON report")
+    parser.add_argument("--worker-id", metavar="ID", help="this worker's name in the journal")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress display while running"
+    )
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    config, jobs = _load(args)
+    summaries: list[RunSummary] = []
+
+    async def main() -> int:
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, stop, tg.cancel_scope)
+            try:
+                async with (
+                    open_journal(config.journal.path) as journal,
+                    open_clouds(config) as clouds,
+                ):
+                    for job in jobs:
+                        if stop.is_set():
+                            break
+                        summaries.append(await _run_one(config, job, journal, clouds, args, stop))
+            finally:
+                tg.cancel_scope.cancel()
+        return EXIT_OK
+
+    _run_async(main)
+    if args.report and summaries:
+        report = [summary_json(s) for s in summaries]
+        args.report.write_text(json.dumps(report[0] if len(report) == 1 else report, indent=2))
+    if any(s.interrupted for s in summaries) or len(summaries) < len(jobs):
+        return EXIT_INTERRUPTED
+    if any(s.failed for s in summaries):
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+async def _run_one(
+    config: Config,
+    job: JobConfig,
+    journal: Journal,
+    clouds: Clouds,
+    args: argparse.Namespace,
+    stop: anyio.Event,
+) -> RunSummary:
+    if args.restart:
+        await journal.reset_job(job.name)
+    plan = await build_plan(config, job, clouds, journal)
+    print(f"job {job.name}: {format_plan_summary(plan.items)}", file=sys.stderr)
+    progress = Progress()
+    async with anyio.create_task_group() as tg:
+        if not args.no_progress:
+            tg.start_soon(show_progress, progress)
+        summary = await run_plan(
+            plan, journal=journal, worker=args.worker_id, progress=progress, stop=stop
+        )
+        tg.cancel_scope.cancel()
+    if sys.stderr.isatty() and not args.no_progress:
+        print(file=sys.stderr)
+    print(format_summary(summary))
+    return summary
+
+
+async def _watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if not stop.is_set():
+                print(
+                    f"\nimage-transfer: {signal.Signals(signum).name}: finishing the images in "
+                    "flight, starting no new one (again to stop at once)",
+                    file=sys.stderr,
+                )
+                stop.set()
+            else:
+                scope.cancel()
+                return
+
+
+# -- status --------------------------------------------------------------------------------
+
+
+def _configure_status(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--images", action="store_true", help="one line per image and target")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    names = args.job
+
+    async def main() -> int:
+        report = []
+        async with open_journal(config.journal.path) as journal:
+            for name in names or await journal.jobs():
+                entries = await journal.entries(name)
+                runs = await journal.runs(name, limit=5)
+                counts: dict[str, int] = {}
+                for e in entries.values():
+                    counts[e.state] = counts.get(e.state, 0) + 1
+                report.append((name, entries, runs, counts))
+        if args.json:
+            print(
+                json.dumps(
+                    [
+                        {
+                            "job": name,
+                            "states": counts,
+                            "runs": [r.__dict__ for r in runs],
+                            "items": [e.__dict__ for e in entries.values()]
+                            if args.images
+                            else None,
+                        }
+                        for name, entries, runs, counts in report
+                    ],
+                    indent=2,
+                    default=str,
+                )
+            )
+            return EXIT_OK
+        if not report:
+            print("the journal holds no job yet")
+        for name, entries, runs, counts in report:
+            states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no items"
+            total = sum(e.bytes_done for e in entries.values())
+            print(f"job {name}: {states}; {human_bytes(total)} moved")
+            for r in runs:
+                print(
+                    f"  run {r.id} by {r.worker}: {r.started_at} -> "
+                    f"{r.finished_at or 'running or killed'} {r.outcome or ''}".rstrip()
+                )
+            if args.images:
+                for e in sorted(entries.values(), key=lambda e: (e.source_name, e.target_key)):
+                    err = f"  ({e.last_error})" if e.last_error and e.state != "done" else ""
+                    print(
+                        f"  {e.state:8} {e.source_name or e.source_id} -> {e.target_key} "
+                        f"{e.target_id or '-'} step={e.last_step or '-'}{err}"
+                    )
+        return EXIT_OK
+
+    return _run_async(main)
+
+
+# -- verify --------------------------------------------------------------------------------
+
+
+def _configure_verify(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    config, jobs = _load(args)
+
+    async def main() -> int:
+        failed = False
+        async with open_journal(config.journal.path) as journal, open_clouds(config) as clouds:
+            for job in jobs:
+                plan = await build_plan(config, job, clouds, journal)
+                differences = await verify_plan(plan)
+                pairs = sum(1 for i in plan.items if i.source is not None)
+                if differences:
+                    failed = True
+                    print(f"job {job.name}: {len(differences)} of {pairs} copies differ")
+                    print(format_differences(differences))
+                else:
+                    print(f"job {job.name}: all {pairs} copies verified")
+        return EXIT_DIFFERENCES if failed else EXIT_OK
+
+    return _run_async(main)
+
+
+plan = Command(_configure_plan, _run_plan)
+run = Command(_configure_run, _run_run)
+status = Command(_configure_status, _run_status)
+verify = Command(_configure_verify, _run_verify)

@@ -1,0 +1,78 @@
+"""Per-request retry policy: exponential backoff with full jitter, bounded in attempts and time.
+
+Which errors may be retried is declared on the error classes (``transfer.errors``); which calls
+may be repeated safely is the client's decision.  This module only answers "wait how long before
+the next attempt, or give up?" and words the error raised when the budget is spent.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+from transfer.errors import ApiError, TransferError, TransportError
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How hard one request is retried.
+
+    ``attempts`` counts the first try; ``total`` bounds the time from the first try to the start
+    of the last one (seconds); a server's ``Retry-After`` is honoured up to ``cap``.
+    """
+
+    attempts: int = 8
+    base: float = 0.5
+    cap: float = 30.0
+    total: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        if self.base < 0 or self.cap < 0 or self.total < 0:
+            raise ValueError("backoff times must not be negative")
+
+
+@dataclass
+class RetryState:
+    """The budget of one request: counts attempts and decides the next delay."""
+
+    policy: RetryPolicy
+    rng: random.Random = field(default_factory=random.Random)
+    attempt: int = 1
+    started: float = field(default_factory=time.monotonic)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def next_delay(self, exc: TransferError) -> float | None:
+        """Seconds to wait before the next attempt, or None when the budget is spent."""
+        if self.attempt >= self.policy.attempts:
+            return None
+        # Full jitter: spreads the retries of many concurrent transfers hit by the same outage.
+        ceiling = min(self.policy.cap, self.policy.base * (2 ** (self.attempt - 1)))
+        delay = self.rng.uniform(0.0, ceiling)
+        retry_after = exc.retry_after if isinstance(exc, ApiError) else None
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.policy.cap))
+        if self.elapsed() + delay > self.policy.total:
+            return None
+        self.attempt += 1
+        return delay
+
+
+def exhausted(exc: TransferError, state: RetryState) -> TransferError:
+    """The same kind of error as ``exc``, its message saying how long the client tried."""
+    note = f" (gave up after {state.attempt} attempts in {state.elapsed():.1f} s)"
+    if isinstance(exc, ApiError):
+        return type(exc)(
+            exc.server_message + note,
+            status=exc.status,
+            method=exc.method,
+            path=exc.path,
+            retry_after=exc.retry_after,
+        )
+    if isinstance(exc, TransportError):
+        return type(exc)(f"{exc}{note}")
+    return exc
