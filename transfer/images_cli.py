@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from transfer.auth import CloudSession
-from transfer.client import ImageClient
+from transfer.client import IMAGE_FILTERS, ImageClient
+from transfer.config import load_credentials
 from transfer.credentials import NHN_IDENTITY_URL, Credentials, Secret
 from transfer.errors import ConfigError, IntegrityError, TransferError, TransportError
 from transfer.logs import configure_logging
@@ -42,6 +43,17 @@ def _add_auth_options(parser: argparse.ArgumentParser, *, nested: bool) -> None:
     # a nested parser from overwriting a value given before the subcommand with its default.
     default: Any = argparse.SUPPRESS if nested else None
     group = parser.add_argument_group("authentication (flags win over OS_* variables)")
+    group.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        metavar="FILE",
+        default=default,
+        help="take the credentials of --cloud from this TOML config (as `run` does)",
+    )
+    group.add_argument(
+        "--cloud", metavar="NAME", default=default, help="a [clouds.NAME] table of --config"
+    )
     group.add_argument("--identity-url", default=default, help="Keystone v2.0 URL (OS_AUTH_URL)")
     group.add_argument("--tenant-id", default=default, help="tenant id (OS_TENANT_ID)")
     group.add_argument("--tenant-name", default=default, help="tenant name (OS_TENANT_NAME)")
@@ -314,7 +326,14 @@ def credentials_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> C
 
 
 def run(args: argparse.Namespace) -> int:
-    credentials = credentials_from_args(args, os.environ)
+    config_path = _opt(args, "config")
+    cloud = _opt(args, "cloud")
+    if (config_path is None) != (cloud is None):
+        raise ConfigError("--config and --cloud go together: the file and the cloud to use in it")
+    if config_path is not None:
+        credentials = load_credentials(config_path, cloud, environ=os.environ)
+    else:
+        credentials = credentials_from_args(args, os.environ)
     region = region_from_args(args, os.environ)
     return run_with(args, credentials, region)
 
@@ -464,19 +483,8 @@ def _md5_file(path: Path, length: int | None = None) -> str:
 
 # -- subcommands ------------------------------------------------------------------------------
 
-_LIST_FILTERS = (
-    "name",
-    "visibility",
-    "owner",
-    "status",
-    "size_min",
-    "size_max",
-    "nhncloud_product",
-    "sort_key",
-    "sort_dir",
-    "member_status",
-    "tag",
-)
+# Every list filter but the paging marker, which `list --all` follows by itself.
+_LIST_FILTERS = sorted(IMAGE_FILTERS - {"marker"})
 
 
 async def _cmd_list(args: argparse.Namespace, cloud: CloudSession, client: ImageClient) -> int:

@@ -239,3 +239,37 @@ def test_list_stops_at_the_limit_and_says_so(
     assert code == 0 and len(json.loads(out)) == 3
     assert "more than" not in err
     assert "warning: TLS certificates are not verified" in err
+
+
+def test_images_takes_a_cloud_from_the_config_file(
+    cloud: EmulatorThread,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    emu = cloud.emu
+    src = emu.tenant("demo-src")
+    image_id = cloud.call(emu.seed_image("KR1", src.tenant_id, data=b"abc", name="from-config"))
+    for name in ("OS_AUTH_URL", "OS_PASSWORD", "OS_AUTH_TOKEN", "OS_USERNAME", "OS_TENANT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""
+[clouds.src]
+identity_url = "{emu.identity_url}"
+tenant_id = "{src.tenant_id}"
+username = "{src.username}"
+password_env = "SRC_PW"
+"""
+    )
+    monkeypatch.setenv("SRC_PW", src.password)
+    code, out, _ = run(
+        capsys, "-c", str(config), "--cloud", "src", "--region", "KR1", "show", image_id, "--json"
+    )
+    assert code == 0 and json.loads(out)["name"] == "from-config"
+
+    # A cloud the file lacks: a usage error naming the defined ones.
+    code, _, err = run(capsys, "-c", str(config), "--cloud", "srcc", "--region", "KR1", "list")
+    assert code == 2 and "no cloud named 'srcc'" in err and "did you mean 'src'" in err
+    code, _, err = run(capsys, "-c", str(config), "--region", "KR1", "list")
+    assert code == 2 and "--config and --cloud go together" in err

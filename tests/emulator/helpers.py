@@ -56,7 +56,12 @@ class Api:
             return Reply(resp.status, resp.headers, body)
 
     async def create(self, **fields: Any) -> dict[str, Any]:
-        body = {"name": "img", "os_type": "linux", "disk_format": "qcow2", "container_format": "bare"}
+        body = {
+            "name": "img",
+            "os_type": "linux",
+            "disk_format": "qcow2",
+            "container_format": "bare",
+        }
         body.update(fields)
         reply = await self.call("POST", "/v2/images", json=body)
         assert reply.status == 201, reply.body

@@ -27,9 +27,7 @@ async def _wait_status(api: Api, image_id: str, status: str) -> None:
     raise AssertionError(f"image {image_id} never became {status}")
 
 
-async def test_multi_mib_upload_and_download_keep_every_byte(
-    emulator: Emulator, src: Api
-) -> None:
+async def test_multi_mib_upload_and_download_keep_every_byte(emulator: Emulator, src: Api) -> None:
     data = os.urandom(9 * (1 << 20) + 12345)
     image_id = (await src.create())["id"]
     # Streamed with a Content-Length, as the engine sends it.
@@ -121,7 +119,7 @@ async def test_a_cut_off_upload_returns_the_image_to_queued(emulator: Emulator, 
     image_id = (await src.create())["id"]
     url = urlsplit(emulator.regions["KR1"])
     assert url.hostname is not None and url.port is not None
-    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    _reader, writer = await asyncio.open_connection(url.hostname, url.port)
     writer.write(
         (
             f"PUT /v2/images/{image_id}/file HTTP/1.1\r\n"

@@ -35,7 +35,7 @@ async def test_errors_hit_only_the_chosen_routes_and_change_nothing(
     emulator: Emulator, src: Api
 ) -> None:
     image_id = (await src.create())["id"]
-    emulator.set_faults(error_rate=1.0, error_routes=frozenset({"upload"}))
+    emulator.set_faults(error_rate=1.0, error_routes={"upload"})
     assert (await src.list()).status == 200
     assert (await src.show(image_id)).status == 200
     reply = await src.upload(image_id, b"data")
@@ -169,6 +169,7 @@ async def test_admin_endpoint_reads_and_changes_faults(
     )
     assert status == 200 and faults["error_routes"] == ["list"]
     assert emulator.faults.error_routes == frozenset({"list"})
+    assert isinstance(emulator.faults.error_routes, frozenset)
     assert (await src.list()).status >= 500
     for bad in ({"no_such_field": 1}, {"error_rate": 2}, {"error_routes": ["nowhere"]}):
         status, answer = await _admin(http, "PATCH", admin + "/faults", bad)

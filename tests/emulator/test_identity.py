@@ -106,7 +106,11 @@ async def test_bad_credentials_are_401_in_keystone_shape(
         {"json": {"nothing": 1}},
         {"json": {"auth": {"tenantId": "x"}}},
         {"json": {"auth": {"passwordCredentials": {"username": "u", "password": "p"}}}},
-        {"json": {"auth": {"tenantId": 5, "passwordCredentials": {"username": "u", "password": "p"}}}},
+        {
+            "json": {
+                "auth": {"tenantId": 5, "passwordCredentials": {"username": "u", "password": "p"}}
+            }
+        },
     ],
     ids=["not-json", "no-auth", "no-credentials", "no-tenant", "tenant-not-a-string"],
 )

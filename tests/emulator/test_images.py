@@ -96,9 +96,13 @@ async def test_caller_chosen_id_must_be_a_uuid(src: Api) -> None:
     assert reply.status == 400
 
 
-@pytest.mark.parametrize(("visibility", "status"), [("public", 403), ("community", 403), ("x", 400)])
+@pytest.mark.parametrize(
+    ("visibility", "status"), [("public", 403), ("community", 403), ("x", 400)]
+)
 async def test_create_allows_only_private_or_shared(src: Api, visibility: str, status: int) -> None:
-    reply = await src.call("POST", "/v2/images", json={"os_type": "linux", "visibility": visibility})
+    reply = await src.call(
+        "POST", "/v2/images", json={"os_type": "linux", "visibility": visibility}
+    )
     assert reply.status == status
     assert (await src.create(visibility="shared"))["visibility"] == "shared"
 
@@ -114,7 +118,15 @@ async def test_create_allows_only_private_or_shared(src: Api, visibility: str, s
         {"protected": "yes"},
         {"tags": ["_hidden"]},
     ],
-    ids=["int-property", "null-property", "long-key", "disk-format", "min-disk", "protected", "tag"],
+    ids=[
+        "int-property",
+        "null-property",
+        "long-key",
+        "disk-format",
+        "min-disk",
+        "protected",
+        "tag",
+    ],
 )
 async def test_create_refuses_bad_values(src: Api, fields: dict[str, Any]) -> None:
     reply = await src.call("POST", "/v2/images", json={"os_type": "linux", **fields})

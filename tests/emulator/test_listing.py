@@ -90,12 +90,22 @@ async def test_default_order_is_newest_first_with_id_as_tie_breaker(
     assert [i["id"] for i in ascending] == [i["id"] for i in reversed(images)]
 
 
-async def test_sort_by_size_across_pages(emulator: Emulator, src: Api) -> None:
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"sort_key": "size", "sort_dir": "asc"}, [1, 2, 3, 4, 5]),
+        ({"sort": "size:asc"}, [1, 2, 3, 4, 5]),
+        ({"sort": "size"}, [5, 4, 3, 2, 1]),
+    ],
+)
+async def test_sort_by_size_across_pages(
+    emulator: Emulator, src: Api, params: dict[str, str], expected: list[int]
+) -> None:
     for size in (5, 1, 4, 2, 3):
         await emulator.seed_image("KR1", SRC_ID, data=b"x" * size)
-    pages = await _follow(src, {"sort_key": "size", "sort_dir": "asc", "limit": 2})
+    pages = await _follow(src, {**params, "limit": 2})
     sizes = [emulator.image_record("KR1", i)["size"] for page in pages for i in page]
-    assert sizes == [1, 2, 3, 4, 5]
+    assert sizes == expected
 
 
 @pytest.mark.parametrize(
@@ -105,6 +115,8 @@ async def test_sort_by_size_across_pages(emulator: Emulator, src: Api) -> None:
         {"limit": "many"},
         {"limit": "-1"},
         {"sort_dir": "sideways"},
+        {"sort": "size:sideways"},
+        {"sort": "size", "sort_key": "name"},
         {"visibility": "everyone"},
         {"member_status": "maybe"},
         {"status": "happy"},

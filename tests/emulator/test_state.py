@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import socket
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from tests.conftest import token
 from tests.emulator.helpers import Api
-from transfer.emulator import Emulator, fill_bytes, fill_pieces
+from transfer.emulator import Emulator, Faults, fill_bytes, fill_pieces
 
 SRC_ID = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 DST_ID = "0f9e8d7c6b5a49382716a5b4c3d2e1f0"
@@ -128,11 +129,11 @@ def _free_port_run(count: int) -> int:
     for _ in range(50):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
+            base = int(probe.getsockname()[1])
         if base + count > 65535:
             continue
+        held: list[socket.socket] = []
         try:
-            held = []
             for port in range(base, base + count):
                 sock = socket.socket()
                 held.append(sock)
@@ -177,3 +178,26 @@ async def test_addresses_need_a_started_emulator() -> None:
     emu = Emulator()
     with pytest.raises(RuntimeError, match="not started"):
         _ = emu.regions
+
+
+async def test_an_upload_cut_by_shutdown_is_queued_after_a_restart(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    emu = Emulator(state_dir=tmp_path, faults=Faults(bandwidth=200_000))
+    await emu.start()
+    try:
+        api = Api(http, emu.regions["KR1"], await token(emu, "demo-src", http))
+        image_id = (await api.create())["id"]
+        upload = asyncio.create_task(api.upload(image_id, b"u" * 1_000_000))
+        for _ in range(100):
+            if emu.image_record("KR1", image_id)["status"] == "saving":
+                break
+            await asyncio.sleep(0.01)
+        assert emu.image_record("KR1", image_id)["status"] == "saving"
+    finally:
+        await emu.close()
+    with pytest.raises(aiohttp.ClientError):
+        await upload
+    async with Emulator(state_dir=tmp_path) as again:
+        assert again.image_record("KR1", image_id)["status"] == "queued"
+        assert list((tmp_path / "KR1" / "images").iterdir()) == []

@@ -37,7 +37,9 @@ async def test_only_the_owner_tags(emulator: Emulator, src: Api, dst: Api) -> No
 
 
 async def _share(src: Api, image_id: str, member: str = DST_ID) -> int:
-    return (await src.call("POST", f"/v2/images/{image_id}/members", json={"member": member})).status
+    return (
+        await src.call("POST", f"/v2/images/{image_id}/members", json={"member": member})
+    ).status
 
 
 async def _listed(api: Api, **params: str) -> set[str]:

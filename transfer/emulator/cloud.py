@@ -28,7 +28,7 @@ from transfer.emulator.store import RegionStore
 from transfer.emulator.streams import CHUNK, fill_pieces, write_pieces
 
 # Seconds the servers give requests still running at close before cancelling them.
-_SHUTDOWN_GRACE = 2.0
+_SHUTDOWN_GRACE = 0.5
 
 
 class Emulator:

@@ -50,6 +50,13 @@ class Faults:
     corrupt_downloads: int = 0  # flip one byte in the body of this many next downloads
 
     def __post_init__(self) -> None:
+        # Accept any collection where a set or tuple is meant (JSON lists, plain sets).
+        routes: Any = self.error_routes
+        if isinstance(routes, set | list | tuple):
+            self.error_routes = frozenset(routes)
+        statuses: Any = self.error_statuses
+        if isinstance(statuses, list):
+            self.error_statuses = tuple(statuses)
         self.validate()
 
     def validate(self) -> None:
@@ -97,19 +104,12 @@ class Faults:
 
     @classmethod
     def changes_from_json(cls, data: Mapping[str, Any]) -> dict[str, Any]:
-        """Turn a JSON object (lists for sets and tuples) into keyword changes for update()."""
+        """Check a JSON object's keys; its lists become sets and tuples in __post_init__."""
         names = set(field_names())
         unknown = sorted(set(data) - names)
         if unknown:
             raise TypeError(f"unknown fault field(s): {', '.join(unknown)}")
-        changes = dict(data)
-        routes = changes.get("error_routes")
-        if isinstance(routes, list):
-            changes["error_routes"] = frozenset(routes)
-        statuses = changes.get("error_statuses")
-        if isinstance(statuses, list):
-            changes["error_statuses"] = tuple(statuses)
-        return changes
+        return dict(data)
 
     @property
     def downloads_untouched(self) -> bool:

@@ -22,6 +22,7 @@ _CONTROL = frozenset(
     {
         "limit",
         "marker",
+        "sort",
         "sort_key",
         "sort_dir",
         "visibility",
@@ -100,8 +101,21 @@ class _Ordering:
 
 
 def _ordering(query: MultiMapping[str]) -> _Ordering:
-    keys = query.getall("sort_key", []) or ["created_at"]
-    dirs = query.getall("sort_dir", []) or ["desc"]
+    combined = query.get("sort")
+    if combined is not None:
+        # Glance's newer syntax: sort=name:asc,created_at (direction defaults to desc).
+        if "sort_key" in query or "sort_dir" in query:
+            raise HttpError(400, "Use either sort, or sort_key and sort_dir, not both.")
+        keys, dirs = [], []
+        for part in combined.split(","):
+            key, _, direction = part.strip().partition(":")
+            if not key:
+                raise HttpError(400, f"Invalid sort {combined!r}.")
+            keys.append(key)
+            dirs.append(direction or "desc")
+    else:
+        keys = query.getall("sort_key", []) or ["created_at"]
+        dirs = query.getall("sort_dir", []) or ["desc"]
     for direction in dirs:
         if direction not in ("asc", "desc"):
             raise HttpError(400, f"Invalid sort_dir {direction!r}: expected 'asc' or 'desc'.")
