@@ -26,7 +26,7 @@ from transfer.auth import CloudSession
 from transfer.client import HttpSettings, ImageClient
 from transfer.config import Config, JobConfig
 from transfer.errors import TransferError
-from transfer.journal import Journal
+from transfer.journal import Journal, JournalEntry
 from transfer.metadata import DesiredTarget
 from transfer.models import Image, Member
 from transfer.pipeline import ItemResult, Pipeline, Target, verify_copy
@@ -254,8 +254,10 @@ async def run_plan(
     data_items = [i for i in work if i.code in (Code.COPY, Code.REPAIR)]
     meta_items = [i for i in work if i.code is Code.UPDATE]
     results: list[ItemResult] = []
+    entries = await journal.entries(job.name)
     for item in plan.items:
         if item.code is Code.IN_SYNC and item.source is not None:
+            await _record_in_sync(journal, job.name, item, entries.get(_item_key(item)))
             results.append(
                 ItemResult(
                     code=item.code,
@@ -338,6 +340,34 @@ async def run_plan(
         },
     )
     return summary
+
+
+def _item_key(item: PlanItem) -> tuple[str, str]:
+    """The journal key of a plan item that has a source."""
+    assert item.source is not None
+    return (item.source.id, item.target_key)
+
+
+async def _record_in_sync(
+    journal: Journal, job: str, item: PlanItem, entry: JournalEntry | None
+) -> None:
+    """A pair found in sync is done, whatever a killed run last wrote about it (``running``)
+    or whether the journal knew it at all: the journal must agree with the clouds."""
+    assert item.source is not None and item.target is not None
+    if entry is not None and entry.state == "done" and entry.target_id == item.target.id:
+        return
+    src = item.source
+    await journal.ensure_entry(
+        job,
+        src.id,
+        item.target_key,
+        source_name=src.name or "",
+        source_checksum=src.checksum,
+        source_size=src.size,
+        target_id=item.target.id,
+        generation=item.generation,
+    )
+    await journal.update_entry(job, src.id, item.target_key, state="done", last_error=None)
 
 
 @dataclass

@@ -207,8 +207,26 @@ class Pipeline:
             await self.journal.update_entry(
                 self.job.name, src.id, target.key, state="failed", last_error=str(last_error)
             )
+            await self._remove_empty_target(state)
             bound.error("failed", error=str(last_error))
         return result
+
+    async def _remove_empty_target(self, st: _ItemState) -> None:
+        """Delete a target that never got data, so a failed image leaves no empty ``queued``
+        image in the user's tenant; the next run finds its id gone and uses a new generation."""
+        client = st.target.client
+        try:
+            image = await client.get_image(st.target_id)
+            if image.status != "queued" or image.protected:
+                return
+            await client.delete_image(image.id)
+        except NotFound:
+            return
+        except TransferError as exc:
+            st.result.warnings.append(f"empty target {st.target_id} left in place: {exc}")
+            return
+        st.result.warnings.append(f"deleted empty target {st.target_id}")
+        st.log.info("deleted empty target", target_id=st.target_id)
 
     # -- one attempt -------------------------------------------------------------------------
 
