@@ -19,12 +19,13 @@ import anyio
 from transfer.auth import CloudSession
 from transfer.config import load_config
 from transfer.credentials import Credentials, Secret
+from transfer.display import show_progress
 from transfer.emulator import Emulator
 from transfer.engine import Progress, build_plan, open_clouds, run_plan, verify_plan
 from transfer.journal import open_journal
 from transfer.logs import configure_logging
 from transfer.planner import Code, format_plan
-from transfer.report import format_differences, format_plan_summary, format_summary, show_progress
+from transfer.report import format_differences, format_plan_summary, format_summary
 
 MiB = 1 << 20
 

@@ -41,6 +41,17 @@ def default_worker_id() -> str:
 
 
 @dataclass
+class ActiveTransfer:
+    """One (image, target) pair being worked on, for the display."""
+
+    name: str
+    target: str
+    total: int
+    done: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
 class Progress:
     """Counters a display reads while the run goes on (a subscriber, not code in the loop)."""
 
@@ -50,10 +61,13 @@ class Progress:
     bytes_total: int = 0
     bytes_done: int = 0
     started: float = field(default_factory=time.monotonic)
-    active: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    active: dict[tuple[str, str], ActiveTransfer] = field(default_factory=dict)
 
-    def add_bytes(self, n: int) -> None:
+    def add_bytes(self, source_id: str, target_key: str, n: int) -> None:
         self.bytes_done += n
+        active = self.active.get((source_id, target_key))
+        if active is not None:
+            active.done += n
 
     @property
     def rate(self) -> float:
@@ -276,10 +290,9 @@ async def run_plan(
             item = queue.pop(0)
             assert item.source is not None
             name = item.source.name or item.source.id
-            progress.active[f"{item.source.id}:{item.target_key}"] = (
-                name,
-                0,
-                item.source.size or 0,
+            key = (item.source.id, item.target_key)
+            progress.active[key] = ActiveTransfer(
+                name=name, target=item.target_key, total=item.source.size or 0
             )
             try:
                 result = await pipeline.run_item(
@@ -304,7 +317,7 @@ async def run_plan(
                 if isinstance(exc, TransferError) and exc.fatal:
                     stop.set()
             finally:
-                progress.active.pop(f"{item.source.id}:{item.target_key}", None)
+                progress.active.pop(key, None)
             results.append(result)
             progress.images_done += 1
             if result.outcome == "failed":

@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 
 from transfer.config import Config, JobConfig, load_config
+from transfer.display import show_progress
 from transfer.engine import (
     Clouds,
     JobPlan,
@@ -32,7 +33,6 @@ from transfer.report import (
     format_plan_summary,
     format_summary,
     human_bytes,
-    show_progress,
     summary_json,
 )
 

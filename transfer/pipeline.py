@@ -108,7 +108,7 @@ class Pipeline:
         source: ImageClient,
         source_region: str,
         bucket: TokenBucket | None = None,
-        on_bytes: Callable[[int], None] | None = None,
+        on_bytes: Callable[[str, str, int], None] | None = None,
     ) -> None:
         self.job = job
         self.journal = journal
@@ -416,11 +416,12 @@ class Pipeline:
 
     def _counter(self, st: _ItemState) -> Callable[[int], None]:
         on_bytes = self.on_bytes
+        source_id, target_key = st.source.id, st.target.key
 
         def count(n: int) -> None:
             st.result.bytes += n
             if on_bytes is not None:
-                on_bytes(n)
+                on_bytes(source_id, target_key, n)
 
         return count
 

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Sequence
-from typing import Any, TextIO
-
-import anyio
+from typing import Any
 
 from transfer.engine import Difference, Progress, RunSummary, plan_counts
 from transfer.planner import Code, PlanItem
@@ -115,23 +111,6 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
     }
 
 
-async def show_progress(
-    progress: Progress, *, stream: TextIO | None = None, interval: float | None = None
-) -> None:
-    """Print progress until cancelled: one live line on a terminal, a stats line otherwise."""
-    out = stream or sys.stderr
-    tty = out.isatty()
-    interval = interval or (0.5 if tty else 10.0)
-    while True:
-        await anyio.sleep(interval)
-        line = progress_line(progress)
-        if tty:
-            out.write("\r\x1b[K" + line)
-        else:
-            out.write(time.strftime("%H:%M:%S ") + line + "\n")
-        out.flush()
-
-
 def progress_line(progress: Progress) -> str:
     done = human_bytes(progress.bytes_done)
     total = human_bytes(progress.bytes_total)
@@ -140,7 +119,7 @@ def progress_line(progress: Progress) -> str:
     remaining = progress.bytes_total - progress.bytes_done
     if rate > 0 and remaining > 0:
         eta = f", ETA {remaining / rate:.0f}s"
-    active = ", ".join(name for name, _, _ in list(progress.active.values())[:3])
+    active = ", ".join(a.name for a in list(progress.active.values())[:3])
     return (
         f"images {progress.images_done}/{progress.images_total}"
         f" ({progress.images_failed} failed), {done}/{total} at {human_rate(rate)}{eta}"
