@@ -25,11 +25,13 @@ from urllib.parse import urlsplit
 from transfer.credentials import NHN_IDENTITY_URL, Credentials, Secret
 from transfer.errors import ConfigError
 from transfer.models import IMAGE_STATUSES, Image
+from transfer.schedule import Timetable, parse_bwlimit
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "console", "json")
 VERIFY_MODES = ("auto", "full")
 MISMATCH_ACTIONS = ("delete", "quarantine")
+SPOOL_MODES = ("off", "auto", "always")
 OS_TYPES = ("linux", "windows")
 VISIBILITIES = ("public", "private", "shared", "community")
 MEMBER_STATUSES = ("accepted", "pending", "rejected", "all")
@@ -165,6 +167,13 @@ class JobConfig:
     retries: int = 3
     verify: str = "auto"
     on_mismatch: str = "delete"
+    spool: str = "off"  # off | auto | always
+    spool_dir: Path | None = None  # default: "spool" beside the journal
+    bwlimit: Timetable | None = None  # None: no limit
+    max_duration: float | None = None  # seconds; after it no new image starts
+    request_rate: float | None = None  # API requests per second per cloud session
+    prune: bool = False  # delete this job's targets whose source is gone or superseded
+    max_delete: int | None = None  # refuse a run that would delete more than this
     select: SelectConfig = field(default_factory=SelectConfig)
     copy: CopyConfig = field(default_factory=CopyConfig)
 
@@ -198,6 +207,18 @@ class Config:
 
 # ---------------------------------------------------------------------------------------------
 # Loading
+
+
+_DURATION_RE = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+def parse_duration(text: str) -> float | None:
+    """``"6h"``, ``"1h30m"``, ``"90m"``, ``"45s"``, ``"3600"`` -> seconds; None when malformed."""
+    match = _DURATION_RE.fullmatch(text.strip().lower())
+    if match is None or not any(match.groups()):
+        return None
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
 
 
 def load_config(path: Path, *, environ: Mapping[str, str] = os.environ) -> Config:
@@ -265,6 +286,13 @@ _JOB_KEYS = (
     "retries",
     "verify",
     "on_mismatch",
+    "spool",
+    "spool_dir",
+    "bwlimit",
+    "max_duration",
+    "request_rate",
+    "prune",
+    "max_delete",
     "select",
     "copy",
 )
@@ -472,6 +500,52 @@ class _Loader:
             return default
         assert isinstance(value, int)
         return value
+
+    def bwlimit(self, table: Mapping[str, Any], key: str, where: str) -> Timetable | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            self.problem(
+                _join(where, key),
+                f'expected a rate like "10M" or a timetable like "01:00,500M 07:00,off", '
+                f"got {_got(value)}",
+            )
+            return None
+        try:
+            timetable = parse_bwlimit(value)
+        except ValueError as exc:
+            self.problem(_join(where, key), str(exc))
+            return None
+        if len(timetable.entries) == 1 and timetable.entries[0][1] is None:
+            return None
+        return timetable
+
+    def duration(self, table: Mapping[str, Any], key: str, where: str) -> float | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        seconds: float | None = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seconds = float(value)
+        elif isinstance(value, str):
+            seconds = parse_duration(value)
+        if seconds is None or seconds <= 0:
+            self.problem(
+                _join(where, key),
+                f'expected a duration like "6h", "90m" or a number of seconds, got {_got(value)}',
+            )
+            return None
+        return seconds
+
+    def positive_number(self, table: Mapping[str, Any], key: str, where: str) -> float | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            self.problem(_join(where, key), f"expected a positive number, got {_got(value)}")
+            return None
+        return float(value)
 
     def strings(self, table: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
         value = table.get(key)
@@ -808,6 +882,14 @@ class _Loader:
         retries = self.integer(body, "retries", where, low=1, high=100, default=3)
         verify = self.string(body, "verify", where, choices=VERIFY_MODES, lower=True)
         on_mismatch = self.string(body, "on_mismatch", where, choices=MISMATCH_ACTIONS, lower=True)
+        spool = self.string(body, "spool", where, choices=SPOOL_MODES, lower=True)
+        spool_dir_raw = self.string(body, "spool_dir", where)
+        spool_dir = self.file_path(spool_dir_raw) if spool_dir_raw is not None else None
+        bwlimit = self.bwlimit(body, "bwlimit", where)
+        max_duration = self.duration(body, "max_duration", where)
+        request_rate = self.positive_number(body, "request_rate", where)
+        prune = self.boolean(body, "prune", where, False)
+        max_delete = self.integer(body, "max_delete", where, low=0, high=None, default=None)
         select = self.select(body.get("select"), _join(where, "select"))
         copy = self.copy(body.get("copy"), _join(where, "copy"), clouds)
         if name is None or source is None or not targets or select is None or copy is None:
@@ -821,6 +903,13 @@ class _Loader:
             retries=retries or 3,
             verify=verify or "auto",
             on_mismatch=on_mismatch or "delete",
+            spool=spool or "off",
+            spool_dir=spool_dir,
+            bwlimit=bwlimit,
+            max_duration=max_duration,
+            request_rate=request_rate,
+            prune=prune,
+            max_delete=max_delete,
             select=select,
             copy=copy,
         )
