@@ -221,9 +221,15 @@ def parse_duration(text: str) -> float | None:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def load_config(path: Path, *, environ: Mapping[str, str] = os.environ) -> Config:
-    """Read, validate and resolve a config file; raises ConfigError listing every problem."""
-    loader = _Loader(path, environ)
+def load_config(
+    path: Path, *, environ: Mapping[str, str] = os.environ, resolve_secrets: bool = True
+) -> Config:
+    """Read, validate and resolve a config file; raises ConfigError listing every problem.
+
+    ``resolve_secrets=False`` leaves passwords and tokens unread (for commands that only read
+    the journal): their variables and files need not exist.
+    """
+    loader = _Loader(path, environ, resolve_secrets=resolve_secrets)
     data = loader.read()
     loader.check_keys(data, "", _TOP_KEYS)
     journal = loader.journal(data.get("journal"))
@@ -388,7 +394,10 @@ def _is_url(value: str) -> bool:
 class _Loader:
     """Collects problems and warnings while reading one file; never stops at the first one."""
 
-    def __init__(self, path: Path, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, path: Path, environ: Mapping[str, str], *, resolve_secrets: bool = True
+    ) -> None:
+        self.resolve_secrets = resolve_secrets
         self.path = path
         self.file = str(path)
         self.base = path.absolute().parent
@@ -756,6 +765,8 @@ class _Loader:
         if not isinstance(value, str) or not value:
             self.problem(name, f"expected a non-empty string, got {_got(value)}")
             return None
+        if not self.resolve_secrets:
+            return Secret("")  # a command that never calls the API (status) needs no secret
         if key.endswith("_env"):
             if not _ENV_RE.fullmatch(value):
                 self.problem(name, f"expected an environment variable name, got {_got(value)}")

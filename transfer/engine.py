@@ -96,6 +96,7 @@ class RunSummary:
     started: float
     ended: float
     interrupted: bool = False
+    not_started: int = 0  # items a stop or deadline left for the next run
 
     def count(self, outcome: str) -> int:
         return sum(1 for r in self.results if r.outcome == outcome)
@@ -338,6 +339,7 @@ async def run_plan(
         started=started,
         ended=time.monotonic(),
         interrupted=interrupted,
+        not_started=len(data_items) + len(meta_items),
     )
     await journal.finish_run(
         run_id,

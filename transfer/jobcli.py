@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 
-from transfer.config import Config, JobConfig, load_config
+from transfer.config import Config, JobConfig, load_config, parse_duration
 from transfer.display import show_progress
 from transfer.engine import (
     Clouds,
@@ -26,19 +28,29 @@ from transfer.engine import (
 )
 from transfer.errors import ConfigError
 from transfer.journal import Journal, open_journal
+from transfer.lock import job_lock
 from transfer.logs import configure_logging
+from transfer.metrics import write_metrics
 from transfer.planner import format_plan
+from transfer.prune import PruneResult, TooManyDeletions, prune
 from transfer.report import (
     format_differences,
     format_plan_summary,
+    format_prune,
     format_summary,
     human_bytes,
     summary_json,
 )
+from transfer.schedule import follow_timetable, parse_bwlimit
+from transfer.streams import TokenBucket
+
+_T = TypeVar("_T")
 
 EXIT_OK = 0
-EXIT_PARTIAL = 1
-EXIT_DIFFERENCES = 1
+EXIT_PARTIAL = 1  # some images failed for good (or a prune was refused)
+EXIT_DIFFERENCES = 1  # verify found differences
+EXIT_RETRYABLE = 4  # some images failed, every failure transient: run again later
+EXIT_DEADLINE = 5  # max duration reached: images left for the next run
 EXIT_INTERRUPTED = 130
 
 
@@ -81,8 +93,8 @@ def _load(args: argparse.Namespace) -> tuple[Config, list[JobConfig]]:
     return config, [config.jobs[n] for n in names]
 
 
-def _run_async(func: Callable[[], Awaitable[int]]) -> int:
-    async def main() -> int:
+def _run_async(func: Callable[[], Awaitable[_T]]) -> _T:
+    async def main() -> _T:
         return await func()
 
     return anyio.run(main)
@@ -147,18 +159,77 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--restart", action="store_true", help="forget the journal of the job and plan afresh"
     )
-    parser.add_argument("--report", type=Path, metavar="FILE", help="write a JSON report")
+    parser.add_argument(
+        "--report", type=Path, metavar="FILE", help="write a JSON report (schema in the README)"
+    )
+    parser.add_argument(
+        "--metrics-file",
+        type=Path,
+        metavar="FILE",
+        help="write Prometheus metrics (for node_exporter's textfile collector)",
+    )
     parser.add_argument("--worker-id", metavar="ID", help="this worker's name in the journal")
+    parser.add_argument(
+        "--bwlimit",
+        metavar="RATE",
+        help='bytes/s for all transfers together ("10M", "off") or a timetable '
+        '("01:00,500M 07:00,50M 19:00,off"); overrides the job\'s bwlimit',
+    )
+    parser.add_argument(
+        "--max-duration",
+        metavar="DURATION",
+        help='start no new image after this long ("6h", "90m", seconds); overrides the job\'s',
+    )
+    parser.add_argument(
+        "--prune", action="store_true", help="delete targets whose source is gone or superseded"
+    )
+    parser.add_argument(
+        "--max-delete", type=int, metavar="N", help="refuse to prune more than N images"
+    )
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress display while running"
     )
 
 
+def _job_overrides(job: JobConfig, args: argparse.Namespace) -> JobConfig:
+    changes: dict[str, object] = {}
+    if args.bwlimit is not None:
+        try:
+            timetable = parse_bwlimit(args.bwlimit)
+        except ValueError as exc:
+            raise ConfigError(f"--bwlimit: {exc}") from None
+        off = len(timetable.entries) == 1 and timetable.entries[0][1] is None
+        changes["bwlimit"] = None if off else timetable
+    if args.max_duration is not None:
+        seconds = parse_duration(args.max_duration)
+        if not seconds:
+            raise ConfigError(
+                f'--max-duration: expected a duration like "6h" or "90m", got {args.max_duration!r}'
+            )
+        changes["max_duration"] = seconds
+    if args.prune:
+        changes["prune"] = True
+    if args.max_delete is not None:
+        if args.max_delete < 0:
+            raise ConfigError(f"--max-delete: expected 0 or more, got {args.max_delete}")
+        changes["max_delete"] = args.max_delete
+    return dataclasses.replace(job, **changes) if changes else job  # type: ignore[arg-type]
+
+
+@dataclass
+class _Outcome:
+    summary: RunSummary | None = None
+    deadline: bool = False
+    pruned: PruneResult | None = None
+    error: str | None = None
+
+
 def _run_run(args: argparse.Namespace) -> int:
     config, jobs = _load(args)
-    summaries: list[RunSummary] = []
+    jobs = [_job_overrides(job, args) for job in jobs]
+    outcomes: list[_Outcome] = []
 
-    async def main() -> int:
+    async def main() -> None:
         stop = anyio.Event()
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, stop, tg.cancel_scope)
@@ -170,20 +241,63 @@ def _run_run(args: argparse.Namespace) -> int:
                     for job in jobs:
                         if stop.is_set():
                             break
-                        summaries.append(await _run_one(config, job, journal, clouds, args, stop))
+                        with job_lock(config.journal.path, job.name):
+                            outcomes.append(
+                                await _run_one(config, job, journal, clouds, args, stop)
+                            )
             finally:
                 tg.cancel_scope.cancel()
-        return EXIT_OK
 
-    _run_async(main)
-    if args.report and summaries:
-        report = [summary_json(s) for s in summaries]
-        args.report.write_text(json.dumps(report[0] if len(report) == 1 else report, indent=2))
-    if any(s.interrupted for s in summaries) or len(summaries) < len(jobs):
+    try:
+        _run_async(main)
+    finally:
+        summaries = [o.summary for o in outcomes if o.summary is not None]
+        if args.report and summaries:
+            report = [_report(o) for o in outcomes if o.summary is not None]
+            _write_atomic(
+                args.report, json.dumps(report[0] if len(report) == 1 else report, indent=2) + "\n"
+            )
+        if args.metrics_file and summaries:
+            write_metrics(args.metrics_file, summaries)
+    return _exit_code(outcomes, len(jobs))
+
+
+def _exit_code(outcomes: list[_Outcome], jobs: int) -> int:
+    summaries = [o.summary for o in outcomes if o.summary is not None]
+    if any(o.deadline for o in outcomes):
+        return EXIT_DEADLINE
+    if any(s.interrupted for s in summaries) or len(outcomes) < jobs:
         return EXIT_INTERRUPTED
-    if any(s.failed for s in summaries):
+    failed = [r for s in summaries for r in s.failed]
+    if failed or any(o.error for o in outcomes):
+        if failed and all(r.retryable for r in failed) and not any(o.error for o in outcomes):
+            return EXIT_RETRYABLE
         return EXIT_PARTIAL
     return EXIT_OK
+
+
+def _report(outcome: _Outcome) -> dict[str, object]:
+    assert outcome.summary is not None
+    data = summary_json(outcome.summary)
+    data["deadline_reached"] = outcome.deadline
+    if outcome.pruned is not None:
+        data["pruned"] = [
+            {"target": key, "target_id": image_id, "name": name}
+            for key, image_id, name in outcome.pruned.deleted
+        ]
+        data["prune_kept"] = [
+            {"target": key, "target_id": image_id, "name": name, "reason": reason}
+            for key, image_id, name, reason in outcome.pruned.kept
+        ]
+    if outcome.error:
+        data["error"] = outcome.error
+    return data
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 async def _run_one(
@@ -193,23 +307,69 @@ async def _run_one(
     clouds: Clouds,
     args: argparse.Namespace,
     stop: anyio.Event,
-) -> RunSummary:
+) -> _Outcome:
+    outcome = _Outcome()
     if args.restart:
         await journal.reset_job(job.name)
     plan = await build_plan(config, job, clouds, journal)
     print(f"job {job.name}: {format_plan_summary(plan.items)}", file=sys.stderr)
     progress = Progress()
+    # The job's own stop: a signal stops every job; a deadline only this one.
+    job_stop = anyio.Event()
+    bucket = TokenBucket(None) if job.bwlimit is not None else None
+
+    async def relay() -> None:
+        await stop.wait()
+        job_stop.set()
+
+    async def deadline(seconds: float) -> None:
+        await anyio.sleep(seconds)
+        outcome.deadline = True
+        print(
+            f"\nimage-transfer: job {job.name}: max duration reached: finishing the images in "
+            "flight, starting no new one",
+            file=sys.stderr,
+        )
+        job_stop.set()
+
     async with anyio.create_task_group() as tg:
+        tg.start_soon(relay)
+        if job.max_duration is not None:
+            tg.start_soon(deadline, job.max_duration)
+        if bucket is not None and job.bwlimit is not None:
+            tg.start_soon(follow_timetable, job.bwlimit, bucket)
         if not args.no_progress:
             tg.start_soon(show_progress, progress)
         summary = await run_plan(
-            plan, journal=journal, worker=args.worker_id, progress=progress, stop=stop
+            plan,
+            journal=journal,
+            worker=args.worker_id,
+            bucket=bucket,
+            progress=progress,
+            stop=job_stop,
         )
         tg.cancel_scope.cancel()
+    if outcome.deadline and not summary.interrupted:
+        outcome.deadline = False  # everything finished before the deadline mattered
+    outcome.summary = summary
     if sys.stderr.isatty() and not args.no_progress:
         print(file=sys.stderr)
     print(format_summary(summary))
-    return summary
+    if outcome.deadline:
+        print(
+            f"job {job.name}: deadline reached; {summary.not_started} images left for the next run"
+        )
+    if job.prune and not summary.interrupted:
+        try:
+            outcome.pruned = await prune(
+                plan.items, plan.targets, job=job.name, max_delete=job.max_delete
+            )
+        except TooManyDeletions as exc:
+            outcome.error = str(exc)
+            print(f"image-transfer: error: {exc}", file=sys.stderr)
+        else:
+            print(format_prune(outcome.pruned))
+    return outcome
 
 
 async def _watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
@@ -237,7 +397,7 @@ def _configure_status(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_config(args.config, resolve_secrets=False)
     names = args.job
 
     async def main() -> int:

@@ -88,6 +88,7 @@ class ItemResult:
     attempts: int = 0
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    retryable: bool = False  # the last error was transient: a later run may well succeed
     md5: str | None = None
     sha512: str | None = None
 
@@ -204,6 +205,9 @@ class Pipeline:
         else:
             result.outcome = "failed"
             result.error = str(last_error)
+            result.retryable = isinstance(last_error, IntegrityError) or (
+                isinstance(last_error, TransferError) and last_error.retryable
+            )
             await self.journal.update_entry(
                 self.job.name, src.id, target.key, state="failed", last_error=str(last_error)
             )

@@ -7,6 +7,7 @@ from typing import Any
 
 from transfer.engine import Difference, Progress, RunSummary, plan_counts
 from transfer.planner import Code, PlanItem
+from transfer.prune import PruneResult
 
 OUTCOMES = ("copied", "repaired", "updated", "in-sync", "failed")
 
@@ -82,6 +83,19 @@ def format_differences(differences: Sequence[Difference]) -> str:
     return _table(["image", "source id", "target", "difference"], rows)
 
 
+def format_prune(result: PruneResult) -> str:
+    lines = [f"pruned {len(result.deleted)} target images"]
+    lines += [f"  - {key} {name} ({image_id})" for key, image_id, name in result.deleted]
+    lines += [
+        f"  kept {key} {name} ({image_id}): {reason}" for key, image_id, name, reason in result.kept
+    ]
+    lines += [
+        f"  failed {key} {name} ({image_id}): {error}"
+        for key, image_id, name, error in result.failed
+    ]
+    return "\n".join(lines)
+
+
 def summary_json(summary: RunSummary) -> dict[str, Any]:
     return {
         "job": summary.job,
@@ -89,6 +103,7 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
         "outcome": summary.outcome,
         "seconds": round(summary.seconds, 3),
         "bytes": summary.bytes,
+        "not_started": summary.not_started,
         "counts": {o: summary.count(o) for o in OUTCOMES},
         "items": [
             {
@@ -105,6 +120,7 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
                 "sha512": r.sha512,
                 "warnings": r.warnings,
                 "error": r.error,
+                "retryable": r.retryable if r.error else None,
             }
             for r in summary.results
         ],
