@@ -73,7 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, modules = build_parser()
     args = parser.parse_args(argv)
     try:
-        return modules[args.command].run(args)
+        try:
+            return modules[args.command].run(args)
+        except BaseExceptionGroup as group:
+            # Task groups wrap what their tasks raise: report our own errors as if raised bare.
+            raise _only_error(group) from None
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"image-transfer: config error: {problem}", file=sys.stderr)
@@ -84,3 +88,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("image-transfer: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _only_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The group's first project error, or the group itself when it holds anything else."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    if leaves and all(isinstance(e, TransferError | KeyboardInterrupt) for e in leaves):
+        return leaves[0]
+    return group
