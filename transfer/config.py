@@ -22,6 +22,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+import yaml
+
 from transfer.credentials import NHN_IDENTITY_URL, Credentials, Secret
 from transfer.errors import ConfigError
 from transfer.models import IMAGE_STATUSES, Image
@@ -221,6 +223,59 @@ def parse_duration(text: str) -> float | None:
     return hours * 3600 + minutes * 60 + seconds
 
 
+def clouds_yaml_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """Our cloud keys from one ``clouds.yaml`` entry (openstacksdk's layout)."""
+    auth = entry.get("auth") if isinstance(entry.get("auth"), Mapping) else {}
+    assert isinstance(auth, Mapping)
+    result: dict[str, Any] = {}
+    for ours, theirs in (
+        ("identity_url", ("auth_url",)),
+        ("username", ("username",)),
+        ("tenant_id", ("project_id", "tenant_id")),
+        ("tenant_name", ("project_name", "tenant_name")),
+    ):
+        for key in theirs:
+            if isinstance(auth.get(key), str) and auth[key]:
+                result[ours] = auth[key]
+                break
+    if isinstance(auth.get("password"), str) and auth["password"]:
+        result["password"] = Secret(auth["password"])
+    elif isinstance(auth.get("token"), str) and auth["token"]:
+        result["token"] = Secret(auth["token"])
+    if isinstance(entry.get("cacert"), str):
+        result["ca_bundle"] = entry["cacert"]
+    if entry.get("verify") is False:
+        result["insecure"] = True
+    region = entry.get("region_name")
+    override = entry.get("image_endpoint_override")
+    if isinstance(region, str) and isinstance(override, str):
+        result["endpoints"] = {region.upper(): override}
+    return result
+
+
+def openstack_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Our cloud keys from the ``OS_*`` variables the openstack CLI uses."""
+    result: dict[str, Any] = {}
+    for ours, names in (
+        ("identity_url", ("OS_AUTH_URL",)),
+        ("username", ("OS_USERNAME",)),
+        ("tenant_id", ("OS_PROJECT_ID", "OS_TENANT_ID")),
+        ("tenant_name", ("OS_PROJECT_NAME", "OS_TENANT_NAME")),
+        ("ca_bundle", ("OS_CACERT",)),
+    ):
+        for name in names:
+            if environ.get(name):
+                result[ours] = environ[name]
+                break
+    if environ.get("OS_PASSWORD"):
+        result["password"] = Secret(environ["OS_PASSWORD"])
+    elif environ.get("OS_AUTH_TOKEN"):
+        result["token"] = Secret(environ["OS_AUTH_TOKEN"])
+    if environ.get("OS_IMAGE_URL") and environ.get("OS_REGION_NAME"):
+        result["endpoints"] = {environ["OS_REGION_NAME"].upper(): environ["OS_IMAGE_URL"]}
+    return result
+
+
 def load_config(
     path: Path, *, environ: Mapping[str, str] = os.environ, resolve_secrets: bool = True
 ) -> Config:
@@ -282,6 +337,8 @@ _CLOUD_KEYS = (
     "ca_bundle",
     "insecure",
     "endpoints",
+    "os_cloud",
+    "from_env",
 )
 _JOB_KEYS = (
     "name",
@@ -632,6 +689,7 @@ class _Loader:
 
     def cloud(self, name: str, body: dict[str, Any], where: str) -> _Cloud:
         self.check_keys(body, where, _CLOUD_KEYS)
+        body = self.openstack_conventions(body, where)
         tenant_id = self.string(body, "tenant_id", where)
         tenant_name = self.string(body, "tenant_name", where)
         username = self.string(body, "username", where)
@@ -745,9 +803,72 @@ class _Loader:
             result[region.upper()] = url.rstrip("/")
         return result
 
+    def openstack_conventions(self, body: dict[str, Any], where: str) -> dict[str, Any]:
+        """Fill a cloud from ``clouds.yaml`` (``os_cloud``) or ``OS_*`` (``from_env``).
+
+        Keys written in the config file win over imported ones.  Imported secrets arrive as
+        ``Secret`` objects, so they are neither warned about as plain text nor printed.
+        """
+        imported: dict[str, Any] = {}
+        if "os_cloud" in body:
+            entry = self.string(body, "os_cloud", where)
+            if entry is not None:
+                imported = self.clouds_yaml(entry, _join(where, "os_cloud"))
+        elif self.boolean(body, "from_env", where, False):
+            imported = openstack_environment(self.environ)
+            if not imported:
+                self.problem(_join(where, "from_env"), "no OS_* variables are set")
+        merged = {k: v for k, v in body.items() if k not in ("os_cloud", "from_env")}
+        has_secret = any(
+            k in merged
+            for k in ("password", "password_env", "password_file", "token_env", "token_file")
+        )
+        for key, value in imported.items():
+            if key in ("password", "token") and has_secret:
+                continue
+            if key == "token":
+                merged["token_env"] = value  # a Secret: secret() takes it as it is
+            elif key == "endpoints":
+                merged["endpoints"] = {**value, **merged.get("endpoints", {})}
+            else:
+                merged.setdefault(key, value)
+        return merged
+
+    def clouds_yaml(self, entry: str, where: str) -> dict[str, Any]:
+        candidates = [
+            self.environ.get("OS_CLIENT_CONFIG_FILE"),
+            "clouds.yaml",
+            str(Path(self.environ.get("HOME") or Path.home()) / ".config/openstack/clouds.yaml"),
+            "/etc/openstack/clouds.yaml",
+        ]
+        for candidate in filter(None, candidates):
+            path = self.file_path(candidate) if candidate == "clouds.yaml" else Path(candidate)
+            if path.is_file():
+                break
+        else:
+            self.problem(
+                where,
+                "no clouds.yaml found (OS_CLIENT_CONFIG_FILE, ./clouds.yaml, "
+                "~/.config/openstack/clouds.yaml, /etc/openstack/clouds.yaml)",
+            )
+            return {}
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            self.problem(where, f"cannot read {path}: {type(exc).__name__}")
+            return {}
+        clouds = data.get("clouds") if isinstance(data, dict) else None
+        if not isinstance(clouds, dict) or not isinstance(clouds.get(entry), dict):
+            known = ", ".join(clouds) if isinstance(clouds, dict) else "none"
+            self.problem(where, f"{path} has no cloud named {entry!r} (clouds: {known})")
+            return {}
+        return clouds_yaml_entry(clouds[entry])
+
     def secret(self, body: Mapping[str, Any], key: str, where: str) -> Secret | None:
         name = _join(where, key)
         value = body[key]
+        if isinstance(value, Secret):  # imported from clouds.yaml or OS_* already
+            return value
         if key == "password":
             if not isinstance(value, str) or not value:
                 self.problem(name, f"expected a non-empty string, got {_got(value, secret=True)}")
