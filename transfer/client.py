@@ -62,6 +62,7 @@ from transfer.errors import (
 )
 from transfer.models import Image, Member, PatchOp
 from transfer.retry import RetryPolicy, RetryState, exhausted
+from transfer.streams import TokenBucket
 
 log = structlog.get_logger("transfer.client")
 
@@ -101,6 +102,9 @@ class HttpSettings:
     backoff_cap: float = 30.0
     retry_total: float = 300.0
     chunk_size: int = 1 << 20
+    #: At most this many requests per second through one session (None: no cap), for tenants
+    #: whose API is rate-limited.  Each attempt counts, retries included.
+    requests_per_second: float | None = None
 
     def __post_init__(self) -> None:
         positive = ("connect_timeout", "read_timeout", "pool_per_host", "attempts", "chunk_size")
@@ -114,6 +118,11 @@ class HttpSettings:
             for name in ("backoff_base", "backoff_cap", "retry_total")
             if getattr(self, name) < 0
         ]
+        if self.requests_per_second is not None and not self.requests_per_second > 0:
+            problems.append(
+                f"http setting 'requests_per_second' must be positive, "
+                f"got {self.requests_per_second!r}"
+            )
         if problems:
             raise ConfigError(problems[0], problems=problems)
 
@@ -270,6 +279,9 @@ class HttpTransport:
         self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
         self._secrets: set[str] = set()
+        # A bucket of request "tokens": one request may go per 1/rate seconds, no bursts.
+        rate = settings.requests_per_second
+        self._pace = TokenBucket(rate, burst=1) if rate is not None else None
 
     async def open(self) -> None:
         if self._session is not None:
@@ -337,6 +349,8 @@ class HttpTransport:
         reissued = False
         while True:
             token = await auth.token() if auth is not None else None
+            if self._pace is not None:
+                await self._pace.consume(1)
             started = time.monotonic()
             try:
                 reply = await self._attempt(method, url, token, params, headers, body, ok, stream)

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import anyio
 
+from transfer.client import HttpSettings
 from transfer.config import Config, JobConfig, load_config, parse_duration
 from transfer.display import show_progress
 from transfer.engine import (
@@ -234,17 +235,16 @@ def _run_run(args: argparse.Namespace) -> int:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, stop, tg.cancel_scope)
             try:
-                async with (
-                    open_journal(config.journal.path) as journal,
-                    open_clouds(config) as clouds,
-                ):
+                async with open_journal(config.journal.path) as journal:
                     for job in jobs:
                         if stop.is_set():
                             break
+                        settings = HttpSettings(requests_per_second=job.request_rate)
                         with job_lock(config.journal.path, job.name):
-                            outcomes.append(
-                                await _run_one(config, job, journal, clouds, args, stop)
-                            )
+                            async with open_clouds(config, settings) as clouds:
+                                outcomes.append(
+                                    await _run_one(config, job, journal, clouds, args, stop)
+                                )
             finally:
                 tg.cancel_scope.cancel()
 

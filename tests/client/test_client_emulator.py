@@ -392,3 +392,24 @@ async def test_secrets_appear_in_no_log_line_and_no_error(emu: Emulator) -> None
     everything = "\n".join(texts + [_flatten(e) for e in logs])
     assert src.password not in everything
     assert token not in everything
+
+
+async def test_a_request_rate_cap_paces_every_call(emulator: Emulator) -> None:
+    src = emulator.tenant("demo-src")
+    creds = Credentials(
+        name="src",
+        identity_url=emulator.identity_url,
+        tenant_id=src.tenant_id,
+        username=src.username,
+        password=Secret(src.password),
+    )
+    async with CloudSession(creds, settings=HttpSettings(requests_per_second=10)) as session:
+        client = await session.image_client("KR1")
+        image_id = await emulator.seed_image("KR1", src.tenant_id, data=b"x", name="paced")
+        await client.get_image(image_id)  # the first call goes at once
+        started = time.monotonic()
+        for _ in range(10):
+            await client.get_image(image_id)
+        elapsed = time.monotonic() - started
+    # Ten more calls at ten per second take about a second, never much less.
+    assert elapsed >= 0.85, elapsed
