@@ -249,3 +249,20 @@ async def test_the_report_and_the_metrics_match_what_happened(
     assert f'image_transfer_last_run_success{{job="{JOB}"}} 1' in samples
     stamp = next(s for s in samples if s.startswith("image_transfer_last_success"))
     assert abs(float(stamp.rsplit(" ", 1)[1]) - time.time()) < 120
+
+
+async def test_a_night_with_no_change_only_lists(emu: Emulator, tmp_path: Path) -> None:
+    await seed_many(emu, [1024] * 120)
+    config = write_config(tmp_path, emu, job_toml())
+    assert (await cli("run", "-c", str(config), "--no-progress", env=environment())).code == 0
+    emu.reset_counters()
+    second = await cli("run", "-c", str(config), "--no-progress", env=environment())
+    assert second.code == 0, second.err
+    assert "240 in-sync" in second.out
+    used: dict[str, int] = {}
+    for region in ("KR1", "KR2"):
+        for route, count in emu.counters(region)["requests"].items():
+            used[route] = used.get(route, 0) + count
+    # Listing both sides is the whole cost of a night without changes: no per-image call.
+    assert set(used) <= {"list"}, used
+    assert used["list"] <= 6, used
