@@ -3,12 +3,21 @@ through the emulator's identity API (over a real socket, as a client would)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
+import structlog
 
 from transfer.emulator import Emulator, TenantSpec
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Commands run in-process configure structlog for themselves: undo it after each test,
+    so a test capturing logs never inherits another test's level or renderer."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

@@ -241,6 +241,14 @@ def _server_message(body: bytes, status: int, reason: str | None) -> str:
 
 def _translate(exc: BaseException, where: str, url: yarl.URL) -> TransferError:
     """The one mapping of aiohttp, OS and asyncio exceptions into the project's errors."""
+    # A request body that failed (an upload fed by a source download that broke) reaches us
+    # wrapped in aiohttp's connection error: the body's own error is the truth, with its own
+    # retry class and the source's name in it, not the target's.
+    cause: BaseException | None = exc.__cause__ or exc.__context__
+    while cause is not None:
+        if isinstance(cause, TransferError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
     host = f"{url.host}:{url.port}" if url.port else str(url.host)
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         reason = getattr(exc.certificate_error, "verify_message", None) or "verification failed"
@@ -719,7 +727,10 @@ class ImageClient:
             data = await self._json_call("GET", url, params=query)
             if not isinstance(data, dict) or not isinstance(data.get("images"), list):
                 raise ProtocolError(f"{where}: the answer has no 'images' list")
-            page = [Image.from_api(item) for item in data["images"]]
+            try:
+                page = [Image.from_api(item) for item in data["images"]]
+            except ProtocolError as exc:
+                raise ProtocolError(f"{where} on {self.region} ({url.host}): {exc}") from None
             for image in page:
                 yield image
             link = data.get("next")
@@ -732,7 +743,12 @@ class ImageClient:
             query = None
 
     async def get_image(self, image_id: str) -> Image:
-        return Image.from_api(await self._json_call("GET", self._url("images", image_id)))
+        url = self._url("images", image_id)
+        data = await self._json_call("GET", url)
+        try:
+            return Image.from_api(data)
+        except ProtocolError as exc:
+            raise ProtocolError(f"GET {url.path} on {self.region}: {exc}") from None
 
     async def create_image(self, fields: Mapping[str, Any]) -> Image:
         """Create an image record (status ``queued``); see the class docstring on duplicates."""

@@ -1,0 +1,1 @@
+"""Reliability and security: hostile configs, hostile servers, secrets that must not leak."""
