@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
@@ -48,7 +48,14 @@ _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 @dataclass(frozen=True, kw_only=True)
 class JournalConfig:
+    """Where the job journal lives: an SQLite file (``path``), or a PostgreSQL database
+    several hosts share (``url``, without its password, which is in ``password`` or left to
+    libpq: ``~/.pgpass``, ``PGPASSWORD``).  With ``url``, ``path`` still anchors this host's
+    local state (the spool folder's default place, lock files) at its default location."""
+
     path: Path
+    url: str | None = None
+    password: Secret | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -322,7 +329,8 @@ def load_credentials(
 
 
 _TOP_KEYS = ("journal", "log", "clouds", "jobs")
-_JOURNAL_KEYS = ("path",)
+_JOURNAL_KEYS = ("path", "url", "password_env")
+_PG_SCHEMES = ("postgresql", "postgres")
 _LOG_KEYS = ("level", "format")
 _CLOUD_KEYS = (
     "identity_url",
@@ -531,6 +539,9 @@ class _Loader:
         if not isinstance(value, str) or not value.strip():
             self.problem(name, f"expected a non-empty string, got {_got(value, secret=secret)}")
             return None
+        if "\x00" in value:
+            self.problem(name, "expected text without NUL characters")
+            return None
         if lower:
             value = value.lower()
         if choices is not None and value not in choices:
@@ -644,12 +655,71 @@ class _Loader:
     def journal(self, value: Any) -> JournalConfig:
         table = self.table(value, "journal", _JOURNAL_KEYS) or {}
         raw = self.string(table, "path", "journal")
+        url = self.journal_url(table)
+        if raw is not None and "url" in table:
+            self.problem(
+                "journal",
+                "expected either path (an SQLite file) or url (a PostgreSQL database), got both",
+            )
+        password: Secret | None = None
+        if "password_env" in table:
+            if "url" not in table:
+                self.problem(
+                    "journal.password_env",
+                    "expected only with url (the password of a PostgreSQL journal), got no url",
+                )
+            else:
+                password = self.journal_password(table)
         if raw is not None:
-            return JournalConfig(path=self.file_path(raw))
+            return JournalConfig(path=self.file_path(raw), url=url, password=password)
         state = self.environ.get("XDG_STATE_HOME", "")
         if not state or not Path(state).is_absolute():  # the XDG spec ignores relative values
             state = str(Path(self.environ.get("HOME") or str(Path.home())) / ".local" / "state")
-        return JournalConfig(path=Path(state) / "image-transfer" / "journal.db")
+        path = Path(state) / "image-transfer" / "journal.db"
+        return JournalConfig(path=path, url=url, password=password)
+
+    def journal_url(self, table: Mapping[str, Any]) -> str | None:
+        """A libpq URL without a password: the URL shows up in messages and ``status``."""
+        value = table.get("url")
+        if value is None:
+            return None
+        where = "journal.url"
+        expected = "expected a postgresql://USER@HOST:PORT/DATABASE URL"
+        if not isinstance(value, str) or not value.strip():
+            self.problem(where, f"{expected}, got {_got(value)}")
+            return None
+        parts = urlsplit(value.strip())
+        query = parse_qs(parts.query)
+        # A password in the URL is never echoed, even in the message refusing it.
+        has_password = parts.password is not None or "password" in query
+        if parts.scheme not in _PG_SCHEMES:
+            shown = "a URL with a password" if has_password else _got(value)
+            self.problem(where, f"{expected}, got {shown}")
+            return None
+        if has_password:
+            self.problem(
+                where,
+                "expected a URL without a password (put it in the variable named by "
+                "journal.password_env, or in ~/.pgpass), got one with a password",
+            )
+            return None
+        return value.strip()
+
+    def journal_password(self, table: Mapping[str, Any]) -> Secret | None:
+        # Resolved even when other secrets are not (``status``): reading the journal needs it.
+        name = table["password_env"]
+        where = "journal.password_env"
+        if not isinstance(name, str) or not _ENV_RE.fullmatch(name):
+            self.problem(where, f"expected an environment variable name, got {_got(name)}")
+            return None
+        resolved = self.environ.get(name)
+        if resolved is None:
+            self.problem(where, f"environment variable {name} is not set")
+            return None
+        if not resolved:
+            self.problem(where, f"environment variable {name} is empty")
+            return None
+        return Secret(resolved)
 
     def log(self, value: Any) -> LogConfig:
         table = self.table(value, "log", _LOG_KEYS) or {}
@@ -900,6 +970,9 @@ class _Loader:
                 self.problem(name, f"environment variable {value} is empty")
                 return None
             return Secret(resolved)
+        if "\x00" in value:
+            self.problem(name, "expected a file path without NUL characters")
+            return None
         path = self.file_path(value)
         try:
             text = path.read_text(encoding="utf-8")

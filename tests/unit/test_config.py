@@ -364,3 +364,67 @@ def test_config_file_permissions_warning_only_with_a_password(workdir: Path) -> 
     path = write(MINIMAL)
     os.chmod(path, 0o644)
     assert load_config(path, environ=ENV).warnings == ()
+
+
+def test_a_postgresql_journal_url_with_its_password_from_the_environment(workdir: Path) -> None:
+    url = "postgresql://image_transfer@db.example.com:5432/jobs"
+    text = f'[journal]\nurl = "{url}"\npassword_env = "JOURNAL_DB_PASSWORD"\n' + MINIMAL
+    environ = {**ENV, "JOURNAL_DB_PASSWORD": "db-secret-4"}
+    config = load_config(write(text), environ=environ)
+    assert config.journal.url == url
+    assert config.journal.password is not None
+    assert config.journal.password.reveal() == "db-secret-4"
+    # Local state (spool, locks) keeps its default place beside where the SQLite file would be.
+    assert config.journal.path == Path("/home/op/.local/state/image-transfer/journal.db")
+    assert "db-secret-4" not in repr(config) + str(config)
+    # ``status`` leaves the clouds' secrets unread, but reading the journal needs this one.
+    status_view = load_config(write(text), environ=environ, resolve_secrets=False)
+    assert status_view.journal.password == config.journal.password
+    # Without password_env, libpq finds the password itself (~/.pgpass, PGPASSWORD).
+    bare = load_config(write(f'[journal]\nurl = "{url}"\n' + MINIMAL), environ=ENV)
+    assert (bare.journal.url, bare.journal.password) == (url, None)
+    sqlite = load_config(write(MINIMAL), environ=ENV)
+    assert (sqlite.journal.url, sqlite.journal.password) == (None, None)
+
+
+def test_postgresql_journal_problems(workdir: Path) -> None:
+    both = '[journal]\npath = "j.db"\nurl = "postgresql://op@db/jobs"\n' + MINIMAL
+    assert problems(both) == [
+        "config.toml: journal: expected either path (an SQLite file) or url (a PostgreSQL "
+        "database), got both"
+    ]
+    wrong_scheme = '[journal]\nurl = "mysql://op@db/jobs"\n' + MINIMAL
+    assert problems(wrong_scheme) == [
+        "config.toml: journal.url: expected a postgresql://USER@HOST:PORT/DATABASE URL, "
+        "got 'mysql://op@db/jobs'"
+    ]
+    not_a_string = "[journal]\nurl = 5432\n" + MINIMAL
+    assert problems(not_a_string) == [
+        "config.toml: journal.url: expected a postgresql://USER@HOST:PORT/DATABASE URL, got 5432"
+    ]
+    unset = '[journal]\nurl = "postgresql://op@db/jobs"\npassword_env = "NOPE"\n' + MINIMAL
+    assert problems(unset) == [
+        "config.toml: journal.password_env: environment variable NOPE is not set"
+    ]
+    bad_name = '[journal]\nurl = "postgres://op@db/jobs"\npassword_env = "1-x"\n' + MINIMAL
+    assert problems(bad_name) == [
+        "config.toml: journal.password_env: expected an environment variable name, got '1-x'"
+    ]
+    orphan = '[journal]\npassword_env = "JOURNAL_DB_PASSWORD"\n' + MINIMAL
+    assert problems(orphan) == [
+        "config.toml: journal.password_env: expected only with url (the password of a "
+        "PostgreSQL journal), got no url"
+    ]
+    typo = '[journal]\nuri = "postgresql://op@db/jobs"\n' + MINIMAL
+    assert problems(typo) == ["config.toml: journal.uri: unknown key (did you mean 'url'?)"]
+
+
+def test_a_password_inside_the_journal_url_is_refused_and_never_echoed(workdir: Path) -> None:
+    for url in (
+        "postgresql://op:db-secret-5@db/jobs",
+        "postgresql://op@db/jobs?sslmode=require&password=db-secret-5",
+        "mysql://op:db-secret-5@db/jobs",
+    ):
+        found = problems(f'[journal]\nurl = "{url}"\n' + MINIMAL)
+        assert len(found) == 1 and found[0].startswith("config.toml: journal.url: expected a")
+        assert "password" in found[0] and "db-secret-5" not in found[0]
