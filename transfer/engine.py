@@ -6,6 +6,11 @@ the pairs to workers: ``transfers`` workers for pairs that move bytes, ``checker
 pairs that only need metadata.  One pair's failure never stops the others.  A stop request
 (SIGINT/SIGTERM, see ``cli``) lets running pairs finish and starts no new one; the journal stays
 true either way because every step is journaled before the next begins.
+
+The pairs that move bytes are grouped by source image: one group takes one ``transfers`` slot
+and runs its pairs at once, reading the source once for all of them (fan-out) or from a spool
+file, as ``transfer.feeds`` decides.  Spool files no failed image needs any more are removed
+at the end of the run (all of them with ``clean_spool``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import anyio
@@ -26,11 +32,13 @@ from transfer.auth import CloudSession
 from transfer.client import HttpSettings, ImageClient
 from transfer.config import Config, JobConfig
 from transfer.errors import TransferError
+from transfer.feeds import Feed, FeedChooser
 from transfer.journal import Journal, JournalEntry
 from transfer.metadata import DesiredTarget
 from transfer.models import Image, Member
 from transfer.pipeline import ItemResult, Pipeline, Target, verify_copy
 from transfer.planner import Code, PlanItem, plan_job
+from transfer.spool import SpoolArea
 from transfer.streams import TokenBucket
 
 log = structlog.get_logger("transfer.engine")
@@ -85,6 +93,7 @@ class JobPlan:
     desired: dict[tuple[str, str], DesiredTarget]
     targets: dict[str, Target]
     source_client: ImageClient
+    spool_dir: Path | None = None  # where spool files go (None: "spool" in the working dir)
 
 
 @dataclass
@@ -238,6 +247,7 @@ async def build_plan(config: Config, job: JobConfig, clouds: Clouds, journal: Jo
         desired=desired,
         targets=targets,
         source_client=source_client,
+        spool_dir=job.spool_dir or config.journal.path.parent / "spool",
     )
 
 
@@ -249,12 +259,20 @@ async def run_plan(
     bucket: TokenBucket | None = None,
     progress: Progress | None = None,
     stop: anyio.Event | None = None,
+    clean_spool: bool = False,
 ) -> RunSummary:
-    """Execute a plan; returns when every item is done, failed or (after ``stop``) not started."""
+    """Execute a plan; returns when every item is done, failed or (after ``stop``) not started.
+
+    ``clean_spool`` removes every spool file of the job at the end, even those kept so that
+    the next run can resume the images that failed.
+    """
     job = plan.job
     progress = progress or Progress()
     stop = stop or anyio.Event()
     started = time.monotonic()
+    area = SpoolArea(root=plan.spool_dir or Path("spool"), job=job.name, journal=journal)
+    if job.spool != "off":
+        _ = area.reserve  # a bad IMAGE_TRANSFER_SPOOL_RESERVE is a usage error, before any work
     run_id = await journal.start_run(job.name, worker or default_worker_id())
     pipeline = Pipeline(
         job=job,
@@ -268,8 +286,16 @@ async def run_plan(
     work = [i for i in plan.items if i.code in (Code.COPY, Code.REPAIR, Code.UPDATE)]
     data_items = [i for i in work if i.code in (Code.COPY, Code.REPAIR)]
     meta_items = [i for i in work if i.code is Code.UPDATE]
+    groups = _by_source(data_items)
     results: list[ItemResult] = []
     entries = await journal.entries(job.name)
+    chooser = FeedChooser(
+        mode=job.spool,
+        verify=job.verify,
+        client=plan.source_client,
+        area=area,
+        entries=entries,
+    )
     for item in plan.items:
         if item.code is Code.IN_SYNC and item.source is not None:
             await _record_in_sync(journal, job.name, item, entries.get(_item_key(item)))
@@ -286,51 +312,96 @@ async def run_plan(
     progress.images_total = len(work)
     progress.bytes_total = sum((i.source.size or 0) for i in data_items if i.source)
 
-    async def worker_loop(queue: list[PlanItem]) -> None:
-        while queue and not stop.is_set():
-            item = queue.pop(0)
-            assert item.source is not None
-            name = item.source.name or item.source.id
-            key = (item.source.id, item.target_key)
-            progress.active[key] = ActiveTransfer(
-                name=name, target=item.target_key, total=item.source.size or 0
+    def failed(item: PlanItem, exc: BaseException) -> ItemResult:
+        assert item.source is not None
+        return ItemResult(
+            code=item.code,
+            target_key=item.target_key,
+            source_id=item.source.id,
+            source_name=item.source.name or item.source.id,
+            outcome="failed",
+            error=str(exc) if isinstance(exc, TransferError) else f"internal error: {exc!r}",
+        )
+
+    def finished(result: ItemResult) -> None:
+        results.append(result)
+        progress.images_done += 1
+        if result.outcome == "failed":
+            progress.images_failed += 1
+
+    async def run_one(item: PlanItem, feed: Feed | None) -> ItemResult:
+        assert item.source is not None
+        name = item.source.name or item.source.id
+        key = (item.source.id, item.target_key)
+        progress.active[key] = ActiveTransfer(
+            name=name, target=item.target_key, total=item.source.size or 0
+        )
+        try:
+            result = await pipeline.run_item(
+                item,
+                plan.targets[item.target_key],
+                plan.desired[(item.source.id, item.target_key)],
+                feed,
             )
-            try:
-                result = await pipeline.run_item(
-                    item,
-                    plan.targets[item.target_key],
-                    plan.desired[(item.source.id, item.target_key)],
-                )
-            except Exception as exc:
-                # One image's trouble (the journal, or a bug) never stops the others.
-                if not isinstance(exc, TransferError):
-                    log.exception("internal error", image=item.source.id, target=item.target_key)
-                result = ItemResult(
-                    code=item.code,
-                    target_key=item.target_key,
-                    source_id=item.source.id,
-                    source_name=name,
-                    outcome="failed",
-                    error=str(exc)
-                    if isinstance(exc, TransferError)
-                    else f"internal error: {exc!r}",
-                )
-                if isinstance(exc, TransferError) and exc.fatal:
-                    stop.set()
-            finally:
-                progress.active.pop(key, None)
-            results.append(result)
-            progress.images_done += 1
-            if result.outcome == "failed":
-                progress.images_failed += 1
+        except Exception as exc:
+            # One image's trouble (the journal, or a bug) never stops the others.
+            if not isinstance(exc, TransferError):
+                log.exception("internal error", image=item.source.id, target=item.target_key)
+            result = failed(item, exc)
+            if isinstance(exc, TransferError) and exc.fatal:
+                stop.set()
+        finally:
+            progress.active.pop(key, None)
+            if feed is not None:
+                feed.release(item.target_key)  # never hold the image's other targets up
+        finished(result)
+        return result
+
+    async def run_group(group: list[PlanItem]) -> None:
+        source = group[0].source
+        assert source is not None
+        outcomes: list[ItemResult] = []
+
+        async def one(item: PlanItem, feed: Feed) -> None:
+            outcomes.append(await run_one(item, feed))
+
+        try:
+            regions = {i.target_key: plan.targets[i.target_key].region for i in group}
+            async with chooser.feed(source, regions) as feed, anyio.create_task_group() as tg:
+                for item in group:
+                    tg.start_soon(one, item, feed)
+        except Exception as exc:
+            log.exception("internal error", image=source.id)
+            done = {r.target_key for r in outcomes}
+            for item in group:
+                if item.target_key not in done:
+                    outcomes.append(failed(item, exc))
+                    finished(outcomes[-1])
+        if all(r.outcome != "failed" for r in outcomes):
+            # Every target has the bytes: the spool has served its purpose.
+            await _quietly(area.remove(source.id), "cannot remove the spool", source.id)
+
+    async def data_loop() -> None:
+        while groups and not stop.is_set():
+            await run_group(groups.pop(0))
+
+    async def meta_loop() -> None:
+        while meta_items and not stop.is_set():
+            await run_one(meta_items.pop(0), None)
 
     async with anyio.create_task_group() as tg:
-        for _ in range(min(job.transfers, len(data_items))):
-            tg.start_soon(worker_loop, data_items)
+        for _ in range(min(job.transfers, len(groups))):
+            tg.start_soon(data_loop)
         for _ in range(min(job.checkers, len(meta_items))):
-            tg.start_soon(worker_loop, meta_items)
+            tg.start_soon(meta_loop)
 
-    interrupted = stop.is_set() and bool(data_items or meta_items)
+    # Keep the spools of images a target still needs (failed, or not started after a stop).
+    keep = {r.source_id for r in results if r.outcome == "failed"}
+    keep |= {i.source.id for g in groups for i in g if i.source is not None}
+    await _quietly(area.tidy(keep, clean=clean_spool), "cannot tidy the spool", None)
+
+    not_started = sum(len(g) for g in groups) + len(meta_items)
+    interrupted = stop.is_set() and not_started > 0
     summary = RunSummary(
         job=job.name,
         run_id=run_id,
@@ -339,7 +410,7 @@ async def run_plan(
         started=started,
         ended=time.monotonic(),
         interrupted=interrupted,
-        not_started=len(data_items) + len(meta_items),
+        not_started=not_started,
     )
     await journal.finish_run(
         run_id,
@@ -351,10 +422,27 @@ async def run_plan(
             "in_sync": summary.count("in-sync"),
             "failed": len(summary.failed),
             "bytes": summary.bytes,
-            "not_started": len(data_items) + len(meta_items),
+            "not_started": not_started,
         },
     )
     return summary
+
+
+def _by_source(items: Sequence[PlanItem]) -> list[list[PlanItem]]:
+    """The items grouped by source image, in the order the sources first appear."""
+    groups: dict[str, list[PlanItem]] = {}
+    for item in items:
+        assert item.source is not None
+        groups.setdefault(item.source.id, []).append(item)
+    return list(groups.values())
+
+
+async def _quietly(work: Awaitable[object], what: str, image: str | None) -> None:
+    """Spool housekeeping: a failure is logged, never a reason to fail a finished run."""
+    try:
+        await work
+    except (OSError, TransferError) as exc:
+        log.warning(what, image=image, error=str(exc))
 
 
 def _item_key(item: PlanItem) -> tuple[str, str]:

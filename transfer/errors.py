@@ -21,8 +21,9 @@
     │   └── RequestTimeout         connect or read timeout                            retryable
     ├── ProtocolError              the server answered something that is not the API
     │                              (invalid JSON, missing fields, a foreign `next` link, ...)
-    └── IntegrityError             bytes received differ from what the source declared
-                                   (not retryable per request; the engine retries the image)
+    ├── IntegrityError             bytes received differ from what the source declared
+    │                              (not retryable per request; the engine retries the image)
+    └── SpoolError                 the local spool cannot hold an image (disk space, permissions)
 
 Each class says whether repeating the same request may help (``retryable``) and whether the
 error should stop a whole run rather than one image (``fatal``).  Messages never contain a
@@ -146,6 +147,12 @@ class ProtocolError(TransferError):
 
 class IntegrityError(TransferError):
     """Bytes received differ from what was declared (size or checksum)."""
+
+
+class SpoolError(TransferError):
+    """The spool directory cannot take an image: too little free disk space, or an OS error.
+
+    Not retryable: waiting a few seconds frees no disk; a later run may find the space."""
 
 
 _BY_STATUS: dict[int, type[ApiError]] = {

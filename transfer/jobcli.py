@@ -190,6 +190,11 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress display while running"
     )
+    parser.add_argument(
+        "--clean",
+        action="store_true",
+        help="remove the job's spool files at the end, even those kept to resume failed images",
+    )
 
 
 def _job_overrides(job: JobConfig, args: argparse.Namespace) -> JobConfig:
@@ -347,6 +352,7 @@ async def _run_one(
             bucket=bucket,
             progress=progress,
             stop=job_stop,
+            clean_spool=args.clean,
         )
         tg.cancel_scope.cancel()
     if outcome.deadline and not summary.interrupted:

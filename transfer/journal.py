@@ -1,39 +1,70 @@
 """The durable job journal: runs, one entry per (job, source image, target), and every step.
 
 ``Journal`` is the async interface the engine uses; ``SqliteJournal`` implements it on one
-local SQLite file (a PostgreSQL backend can implement the same Protocol).  Every write is
+local SQLite file, ``transfer.journal_pg.PgJournal`` on a PostgreSQL database several hosts
+share; ``open_configured`` picks one from the ``[journal]`` settings.  Every write is
 committed durably (WAL, ``synchronous=FULL``) before the call returns, so a run killed at any
 instant finds on restart exactly the steps that were finished.  SQLite runs in one worker
 thread at a time, never in the event loop, so an fsync never stalls the transfers.
 
+Work sharing (the same calls on both backends, so the engine has one code path):
+
+- **Planning once.**  ``join_plan`` makes one worker the planner of a new plan (it plans,
+  ``ensure_entry``s every item needing work, then ``publish_plan``s their keys) and has the
+  others wait until that plan is published; ``renew_plan`` keeps a long planning alive.  A
+  planner that dies loses its plan lease and a waiting worker plans instead.
+- **Leases.**  ``claim`` hands out published items nobody holds, each under a lease;
+  ``renew`` extends the leases a worker still holds and tells it which ones it lost;
+  ``release`` gives them back.  An item whose worker died (lease expired) is claimed by
+  another and resumes from its journaled steps.
+- **Failed items** (``state = failed``) are not claimable again in the plan they failed in;
+  the next plan re-queues them (``publish_plan`` turns a re-planned ``done`` or ``failed``
+  entry back into ``pending``), so a later run retries them and this one does not loop.
+
+SQLite serves one process on one host (the job lock sees to that): its plans and leases live
+in the memory of that ``SqliteJournal`` and end with it, with the same semantics.
+
 Tables: ``runs`` (one per ``image-transfer run``), ``entries`` (the latest state of each
-source x target pair), ``steps`` (the history: each step's start and end), and
-``schema_migrations`` (which numbered migrations were applied, each in one transaction).
+source x target pair), ``steps`` (the history: each step's start and end), ``spools`` (how
+much of each spooled source image is safely on disk, per host), and ``schema_migrations``
+(which numbered migrations were applied, each in one transaction).
 Nothing secret is ever stored.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import itertools
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeAlias, TypeVar
 
 import anyio
 import anyio.to_thread
 
 from transfer.errors import TransferError
 
+if TYPE_CHECKING:
+    from transfer.config import JournalConfig
+
 STEPS = ("create", "upload", "verify", "tags", "properties", "share", "accept", "protect")
 STATES = ("pending", "running", "done", "failed")
 
+#: Entry states ``claim`` hands out: not finished in the current plan.
+OPEN_STATES = ("pending", "running")
+
 _T = TypeVar("_T")
+#: One work item: (source image id, target key).
+ItemKey: TypeAlias = tuple[str, str]
 
 # Each migration is a tuple of statements applied in one transaction; never edit a published
 # one, append a new one.
@@ -85,6 +116,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX steps_by_entry ON steps (job, source_id, target_key, id)",
         "CREATE INDEX steps_by_run ON steps (run_id)",
     ),
+    # 2: spool files (see ``transfer.spool``): one per source image and host, since a spool
+    # lives on one host's disk while a shared journal may serve several hosts.
+    (
+        """CREATE TABLE spools (
+            job TEXT NOT NULL,
+            source_id TEXT NOT NULL,
+            host TEXT NOT NULL,
+            path TEXT NOT NULL,
+            source_checksum TEXT,
+            size INTEGER,
+            bytes_done INTEGER NOT NULL DEFAULT 0,
+            complete INTEGER NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (job, source_id, host)
+        ) WITHOUT ROWID""",
+    ),
 )
 
 _ENTRY_COLUMNS = (
@@ -129,6 +176,10 @@ class JournalEntry:
     attempts: int
     last_error: str | None
     updated_at: str
+    # The worker holding a live lease on the entry, and until when (None when nobody does:
+    # free, or its worker died and the lease ran out).
+    lease_owner: str | None = None
+    lease_expires: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,6 +191,21 @@ class RunRecord:
     finished_at: str | None
     outcome: str | None
     summary: Mapping[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpoolRecord:
+    """A source image's spool file on one host: how many bytes of it are durably written."""
+
+    job: str
+    source_id: str
+    host: str
+    path: str
+    source_checksum: str | None
+    size: int | None
+    bytes_done: int  # the file holds at least these bytes, fsynced, of the source's body
+    complete: bool  # every byte is there and hashed to the source's checksum
+    updated_at: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,6 +221,36 @@ class StepRecord:
     ok: bool | None  # None while running (or when a run died inside the step)
     detail: Mapping[str, Any]
     error: str | None
+
+
+class LeaseLost(TransferError):
+    """This worker no longer holds what it was working under (another took it over)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanTicket:
+    """What ``join_plan`` answers: plan ``plan_id`` of ``job``, and whether ``worker`` must
+    plan it (``planner``) or it is published and ready to claim from."""
+
+    job: str
+    plan_id: int
+    worker: str
+    planner: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanRecord:
+    """A plan as ``plan_status`` shows it."""
+
+    job: str
+    plan_id: int
+    planner: str  # the worker that planned (or is planning) it
+    started_at: str
+    ready_at: str | None  # None while it is being planned
+    lease_expires: str  # the planner's lease; once published, until when the plan counts as new
+    items: int  # work items published
+    open: int  # of those, neither done nor failed
+    held: int  # of those, under a live lease
 
 
 class Journal(Protocol):
@@ -219,6 +315,51 @@ class Journal(Protocol):
 
     async def jobs(self) -> list[str]: ...
 
+    async def spools(self, job: str, host: str | None = None) -> list[SpoolRecord]: ...
+
+    async def save_spool(
+        self,
+        job: str,
+        source_id: str,
+        host: str,
+        *,
+        path: str,
+        source_checksum: str | None,
+        size: int | None,
+        bytes_done: int,
+        complete: bool,
+    ) -> None: ...
+
+    async def forget_spool(self, job: str, source_id: str, host: str) -> None: ...
+
+    # -- work sharing (see the module docstring) --------------------------------------------
+
+    async def join_plan(
+        self, job: str, worker: str, *, lease_seconds: float = 60.0, poll_interval: float = 0.25
+    ) -> PlanTicket: ...
+
+    async def renew_plan(self, ticket: PlanTicket) -> bool: ...
+
+    async def publish_plan(self, ticket: PlanTicket, items: Iterable[ItemKey]) -> int: ...
+
+    async def plan_status(self, job: str, plan_id: int | None = None) -> PlanRecord | None: ...
+
+    async def claim(
+        self,
+        job: str,
+        worker: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        plan_id: int | None = None,
+    ) -> list[ItemKey]: ...
+
+    async def renew(
+        self, job: str, worker: str, items: Collection[ItemKey], lease_seconds: float
+    ) -> set[ItemKey]: ...
+
+    async def release(self, job: str, worker: str, items: Collection[ItemKey]) -> None: ...
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -246,6 +387,38 @@ def _check_step(step: str) -> None:
         raise ValueError(f"unknown step {step!r} (expected one of {', '.join(STEPS)})")
 
 
+def _check_lease(seconds: float) -> None:
+    if not seconds > 0:
+        raise ValueError(f"a lease must last a positive number of seconds, got {seconds!r}")
+
+
+def _missing_entries(path: str, job: str, missing: Sequence[ItemKey]) -> LookupError:
+    source_id, target_key = missing[0]
+    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    return LookupError(f"journal {path}: no entry for {job} {source_id} -> {target_key}{more}")
+
+
+@dataclass(kw_only=True)
+class _MemoryPlan:
+    """The latest plan of one job in an SQLite journal (one process: memory is enough)."""
+
+    plan_id: int
+    job: str
+    planner: str
+    lease_seconds: float
+    started_at: str
+    deadline: float  # time.monotonic() when the planner's lease (or the plan's newness) ends
+    ready_at: str | None = None
+    members: dict[ItemKey, int] = field(default_factory=dict)  # published key -> rank
+    queue: deque[ItemKey] = field(default_factory=deque)  # published, never claimed yet
+
+
+def _wall_clock(deadline: float) -> str:
+    """A ``time.monotonic()`` instant as the journal's UTC timestamp text."""
+    moment = datetime.now(UTC) + timedelta(seconds=deadline - time.monotonic())
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class SqliteJournal:
     """The journal in one SQLite file (WAL mode; the file and its -wal/-shm are mode 0600)."""
 
@@ -261,6 +434,14 @@ class SqliteJournal:
         self._busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._limiter: anyio.CapacityLimiter | None = None
+        # Work sharing within this one process: each job's latest plan (maybe still being
+        # planned) and latest published plan (the one claims come from), and the leases by
+        # (job, source_id, target_key) -> (worker, time.monotonic() deadline).
+        self._plans: dict[str, _MemoryPlan] = {}
+        self._published: dict[str, _MemoryPlan] = {}
+        self._leases: dict[tuple[str, str, str], tuple[str, float]] = {}
+        self._plan_ids = itertools.count(1)
+        self._share_lock: anyio.Lock | None = None
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -459,7 +640,15 @@ class SqliteJournal:
             ).fetchall()
             return {(row[1], row[2]): _entry(row) for row in rows}
 
-        return await self._call(read)
+        found = await self._call(read)
+        now = time.monotonic()
+        for (lease_job, source_id, target_key), (owner, deadline) in self._leases.items():
+            key = (source_id, target_key)
+            if lease_job == job and deadline > now and key in found:
+                found[key] = dataclasses.replace(
+                    found[key], lease_owner=owner, lease_expires=_wall_clock(deadline)
+                )
+        return found
 
     async def ensure_entry(
         self,
@@ -675,13 +864,19 @@ class SqliteJournal:
     # -- whole jobs ------------------------------------------------------------------------
 
     async def reset_job(self, job: str) -> None:
-        """Forget a job's entries and step history (``--restart``); its runs stay listed."""
+        """Forget a job's entries, step history and spool records (``--restart``); its runs
+        stay listed."""
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM steps WHERE job = ?", (job,))
             conn.execute("DELETE FROM entries WHERE job = ?", (job,))
+            conn.execute("DELETE FROM spools WHERE job = ?", (job,))
 
         await self._call(self._write, write)
+        self._plans.pop(job, None)
+        self._published.pop(job, None)
+        for lease in [lease for lease in self._leases if lease[0] == job]:
+            del self._leases[lease]
 
     async def jobs(self) -> list[str]:
         """Every job the journal knows of, sorted."""
@@ -693,6 +888,349 @@ class SqliteJournal:
             return [row[0] for row in rows]
 
         return await self._call(read)
+
+    # -- spool files -----------------------------------------------------------------------
+
+    async def spools(self, job: str, host: str | None = None) -> list[SpoolRecord]:
+        """The spool records of a job (of one host, or of every host), by source id."""
+
+        def read() -> list[SpoolRecord]:
+            columns = (
+                "job, source_id, host, path, source_checksum, size, bytes_done, complete, "
+                "updated_at"
+            )
+            if host is None:
+                rows = self._db.execute(
+                    f"SELECT {columns} FROM spools WHERE job = ? ORDER BY source_id, host",
+                    (job,),
+                )
+            else:
+                rows = self._db.execute(
+                    f"SELECT {columns} FROM spools WHERE job = ? AND host = ? ORDER BY source_id",
+                    (job, host),
+                )
+            return [
+                SpoolRecord(
+                    job=r[0],
+                    source_id=r[1],
+                    host=r[2],
+                    path=r[3],
+                    source_checksum=r[4],
+                    size=r[5],
+                    bytes_done=r[6],
+                    complete=bool(r[7]),
+                    updated_at=r[8],
+                )
+                for r in rows.fetchall()
+            ]
+
+        return await self._call(read)
+
+    async def save_spool(
+        self,
+        job: str,
+        source_id: str,
+        host: str,
+        *,
+        path: str,
+        source_checksum: str | None,
+        size: int | None,
+        bytes_done: int,
+        complete: bool,
+    ) -> None:
+        """Create or replace the record of one spool file."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                """INSERT INTO spools (job, source_id, host, path, source_checksum, size,
+                       bytes_done, complete, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (job, source_id, host) DO UPDATE SET
+                       path = excluded.path,
+                       source_checksum = excluded.source_checksum,
+                       size = excluded.size,
+                       bytes_done = excluded.bytes_done,
+                       complete = excluded.complete,
+                       updated_at = excluded.updated_at""",
+                (
+                    job,
+                    source_id,
+                    host,
+                    path,
+                    source_checksum,
+                    size,
+                    bytes_done,
+                    1 if complete else 0,
+                    _now(),
+                ),
+            )
+
+        await self._call(self._write, write)
+
+    async def forget_spool(self, job: str, source_id: str, host: str) -> None:
+        """Drop the record of one spool file (the file itself is the caller's to remove)."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "DELETE FROM spools WHERE job = ? AND source_id = ? AND host = ?",
+                (job, source_id, host),
+            )
+
+        await self._call(self._write, write)
+
+    # -- work sharing (one process; see the module docstring) ------------------------------
+
+    def _share(self) -> anyio.Lock:
+        if self._share_lock is None:
+            self._share_lock = anyio.Lock()
+        return self._share_lock
+
+    def _open_of(self, job: str, keys: Sequence[ItemKey]) -> set[ItemKey]:
+        """Which of these entries are pending or running (neither done nor failed)."""
+        found: set[ItemKey] = set()
+        for source_id, target_key in keys:
+            row = self._db.execute(
+                "SELECT state FROM entries WHERE job = ? AND source_id = ? AND target_key = ?",
+                (job, source_id, target_key),
+            ).fetchone()
+            if row is not None and row[0] in OPEN_STATES:
+                found.add((source_id, target_key))
+        return found
+
+    def _open_members(self, plan: _MemoryPlan) -> set[ItemKey]:
+        rows = self._db.execute(
+            "SELECT source_id, target_key FROM entries WHERE job = ? AND state IN (?, ?)",
+            (plan.job, *OPEN_STATES),
+        ).fetchall()
+        return {key for key in ((r[0], r[1]) for r in rows) if key in plan.members}
+
+    def _live_lease(self, job: str, key: ItemKey, now: float) -> str | None:
+        lease = self._leases.get((job, *key))
+        return lease[0] if lease is not None and lease[1] > now else None
+
+    async def join_plan(
+        self, job: str, worker: str, *, lease_seconds: float = 60.0, poll_interval: float = 0.25
+    ) -> PlanTicket:
+        """Become the planner of a new plan of ``job``, or join the current one.
+
+        A published plan is joined while it still has open items and is alive (a live lease
+        on one of them, or published less than ``lease_seconds`` ago); a plan being planned is
+        waited for (polling every ``poll_interval`` seconds) and then joined; otherwise (no
+        plan, an exhausted or abandoned one, a planner whose lease ran out) a new plan starts
+        and ``worker`` is its planner, holding a plan lease of ``lease_seconds``.
+        """
+        _check_lease(lease_seconds)
+        waited: int | None = None
+        while True:
+            async with self._share():
+                plan = self._plans.get(job)
+                now = time.monotonic()
+                if plan is not None and plan.ready_at is None and plan.deadline > now:
+                    waited = plan.plan_id  # being planned: wait for it
+                elif (
+                    plan is not None
+                    and plan.ready_at is not None
+                    and (plan.plan_id == waited or await self._plan_alive(plan, now))
+                ):
+                    return PlanTicket(job=job, plan_id=plan.plan_id, worker=worker, planner=False)
+                else:
+                    started = _MemoryPlan(
+                        plan_id=next(self._plan_ids),
+                        job=job,
+                        planner=worker,
+                        lease_seconds=lease_seconds,
+                        started_at=_now(),
+                        deadline=now + lease_seconds,
+                    )
+                    self._plans[job] = started
+                    return PlanTicket(job=job, plan_id=started.plan_id, worker=worker, planner=True)
+            await anyio.sleep(poll_interval)
+
+    async def _plan_alive(self, plan: _MemoryPlan, now: float) -> bool:
+        open_keys = await self._call(self._open_members, plan)
+        if not open_keys:
+            return False
+        return plan.deadline > now or any(self._live_lease(plan.job, k, now) for k in open_keys)
+
+    def _planning(self, ticket: PlanTicket) -> _MemoryPlan | None:
+        plan = self._plans.get(ticket.job)
+        if (
+            plan is None
+            or plan.plan_id != ticket.plan_id
+            or plan.planner != ticket.worker
+            or plan.ready_at is not None
+        ):
+            return None
+        return plan
+
+    async def renew_plan(self, ticket: PlanTicket) -> bool:
+        """Extend the planner's lease; False when the plan is no longer its to publish."""
+        async with self._share():
+            plan = self._planning(ticket)
+            if plan is None:
+                return False
+            plan.deadline = time.monotonic() + plan.lease_seconds
+            return True
+
+    async def publish_plan(self, ticket: PlanTicket, items: Iterable[ItemKey]) -> int:
+        """Publish the planner's work items (their entries must exist), in the order to work
+        them; returns how many.  Raises ``LeaseLost`` when another worker took over."""
+        keys = list(dict.fromkeys(items))
+        async with self._share():
+            plan = self._planning(ticket)
+            if plan is None:
+                raise LeaseLost(
+                    f"journal {self.path}: plan {ticket.plan_id} of {ticket.job} is no longer "
+                    f"{ticket.worker}'s to publish"
+                )
+
+            def write(conn: sqlite3.Connection) -> None:
+                now = _now()
+                missing = []
+                for source_id, target_key in keys:
+                    cursor = conn.execute(
+                        "UPDATE entries SET "
+                        "state = CASE WHEN state IN ('done', 'failed') THEN 'pending' "
+                        "ELSE state END, "
+                        "updated_at = CASE WHEN state IN ('done', 'failed') THEN ? "
+                        "ELSE updated_at END "
+                        "WHERE job = ? AND source_id = ? AND target_key = ?",
+                        (now, ticket.job, source_id, target_key),
+                    )
+                    if cursor.rowcount == 0:
+                        missing.append((source_id, target_key))
+                if missing:
+                    raise _missing_entries(str(self.path), ticket.job, missing)
+
+            await self._call(self._write, write)
+            plan.members = {key: rank for rank, key in enumerate(keys)}
+            plan.queue = deque(keys)
+            plan.ready_at = _now()
+            plan.deadline = time.monotonic() + plan.lease_seconds
+            self._published[ticket.job] = plan
+        return len(keys)
+
+    async def plan_status(self, job: str, plan_id: int | None = None) -> PlanRecord | None:
+        """The job's latest plan (or plan ``plan_id``), with its item counts."""
+        async with self._share():
+            plan = self._plans.get(job)
+            if plan_id is not None and (plan is None or plan.plan_id != plan_id):
+                plan = self._published.get(job)
+            if plan is None or (plan_id is not None and plan.plan_id != plan_id):
+                return None
+            open_keys = await self._call(self._open_members, plan)
+            now = time.monotonic()
+            return PlanRecord(
+                job=job,
+                plan_id=plan.plan_id,
+                planner=plan.planner,
+                started_at=plan.started_at,
+                ready_at=plan.ready_at,
+                lease_expires=_wall_clock(plan.deadline),
+                items=len(plan.members),
+                open=len(open_keys),
+                held=sum(1 for key in plan.members if self._live_lease(job, key, now)),
+            )
+
+    async def claim(
+        self,
+        job: str,
+        worker: str,
+        *,
+        limit: int,
+        lease_seconds: float,
+        plan_id: int | None = None,
+    ) -> list[ItemKey]:
+        """Lease up to ``limit`` open items of the job's published plan that nobody holds
+        (including those whose lease ran out: their worker died) to ``worker``.
+
+        ``plan_id`` (from the ticket) makes sure the items come from the plan the worker
+        joined: once a newer plan is published, an older one has nothing to hand out.
+        """
+        _check_lease(lease_seconds)
+        if limit < 1:
+            return []
+        async with self._share():
+            plan = self._published.get(job)
+            if plan is None or (plan_id is not None and plan.plan_id != plan_id):
+                return []
+            now = time.monotonic()
+            # Takeovers first: their work is the oldest and partly done.
+            expired = sorted(
+                (
+                    (source_id, target_key)
+                    for (lease_job, source_id, target_key), (_, deadline) in self._leases.items()
+                    if lease_job == job
+                    and deadline <= now
+                    and (source_id, target_key) in plan.members
+                ),
+                key=plan.members.__getitem__,
+            )
+            still_open = await self._call(self._open_of, job, expired)
+            claimed: list[ItemKey] = []
+            for key in expired:
+                if key not in still_open:
+                    del self._leases[(job, *key)]  # finished: the lease guards nothing
+                elif len(claimed) < limit:
+                    claimed.append(key)
+            taken = set(claimed)
+            while len(claimed) < limit and plan.queue:
+                batch: list[ItemKey] = []
+                while plan.queue and len(batch) < limit - len(claimed):
+                    key = plan.queue.popleft()
+                    # A live lease from an older plan: ``release`` puts the item back.
+                    if self._live_lease(job, key, now) is None and key not in taken:
+                        batch.append(key)
+                open_now = await self._call(self._open_of, job, batch)
+                claimed.extend(key for key in batch if key in open_now)
+            for key in claimed:
+                self._leases[(job, *key)] = (worker, now + lease_seconds)
+            return claimed
+
+    async def renew(
+        self, job: str, worker: str, items: Collection[ItemKey], lease_seconds: float
+    ) -> set[ItemKey]:
+        """Extend ``worker``'s leases on these items; returns those it still holds (an item
+        missing from the answer was taken over: stop working on it)."""
+        _check_lease(lease_seconds)
+        async with self._share():
+            deadline = time.monotonic() + lease_seconds
+            held: set[ItemKey] = set()
+            for key in items:
+                lease = self._leases.get((job, *key))
+                if lease is not None and lease[0] == worker:
+                    self._leases[(job, *key)] = (worker, deadline)
+                    held.add(key)
+            return held
+
+    async def release(self, job: str, worker: str, items: Collection[ItemKey]) -> None:
+        """Give up ``worker``'s leases on these items (others' leases are left alone); an
+        item released before it was done or failed can be claimed again."""
+        async with self._share():
+            mine = [
+                key
+                for key in dict.fromkeys(items)
+                if (lease := self._leases.get((job, *key))) is not None and lease[0] == worker
+            ]
+            for key in mine:
+                del self._leases[(job, *key)]
+            plan = self._published.get(job)
+            if plan is None:
+                return
+            back = [key for key in mine if key in plan.members]
+            open_now = await self._call(self._open_of, job, back)
+            plan.queue.extend(key for key in back if key in open_now)
+
+
+def open_configured(config: JournalConfig) -> Journal:
+    """The journal ``[journal]`` names: PostgreSQL when ``url`` is set, else the SQLite file
+    at ``path`` (opened, created or migrated by ``async with``)."""
+    if config.url is not None:
+        # Imported here: psycopg loads only for those who use it.
+        from transfer.journal_pg import PgJournal
+
+        return PgJournal(config.url, password=config.password)
+    return SqliteJournal(config.path)
 
 
 def open_journal(path: Path) -> SqliteJournal:

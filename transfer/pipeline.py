@@ -12,6 +12,10 @@ instead of duplicating:
   reserved, so the next generation gets a new deterministic id);
 - the journal records each step's start and end before the next step begins.
 
+The upload reads its bytes from a ``Feed`` (``transfer.feeds``): the source directly, a
+download shared with the image's other targets, or a spool file.  The feed checks the bytes on
+the way; the pipeline only throttles, counts and sends them.
+
 Nothing here knows about HTTP: it speaks to ``ImageClient`` objects.
 """
 
@@ -33,9 +37,10 @@ from transfer.errors import (
     Forbidden,
     IntegrityError,
     NotFound,
-    ProtocolError,
     TransferError,
+    Unauthorized,
 )
+from transfer.feeds import DirectFeed, Feed, in_flight_algorithms
 from transfer.journal import Journal
 from transfer.metadata import (
     MARKER_JOB,
@@ -48,7 +53,7 @@ from transfer.metadata import (
 )
 from transfer.models import Image, PatchOp
 from transfer.planner import Code, PlanItem
-from transfer.streams import Hasher, TokenBucket, counted, hashed, throttled, verify_length
+from transfer.streams import TokenBucket, counted, throttled
 
 log = structlog.get_logger("transfer.pipeline")
 
@@ -119,10 +124,22 @@ class Pipeline:
         self.bucket = bucket
         self.on_bytes = on_bytes
 
-    async def run_item(self, item: PlanItem, target: Target, desired: DesiredTarget) -> ItemResult:
-        """Bring one target in line with its source, with the job's per-image retry budget."""
+    async def run_item(
+        self,
+        item: PlanItem,
+        target: Target,
+        desired: DesiredTarget,
+        feed: Feed | None = None,
+    ) -> ItemResult:
+        """Bring one target in line with its source, with the job's per-image retry budget.
+
+        ``feed`` gives the bytes (default: a download of the source for every attempt); the
+        feed learns, after each attempt, that this target's first chance is over.
+        """
         assert item.source is not None
         src = item.source
+        if feed is None:
+            feed = DirectFeed(self.source, src, in_flight_algorithms(self.job.verify, src))
         result = ItemResult(
             code=item.code,
             target_key=target.key,
@@ -149,6 +166,7 @@ class Pipeline:
             generation=entry.generation,
             result=result,
             log=bound,
+            feed=feed,
         )
         if entry.target_id is None:
             await self.journal.update_entry(
@@ -166,10 +184,13 @@ class Pipeline:
                 attempts=entry.attempts + attempt,
             )
             try:
-                await self._attempt(state, data_needed=data_needed)
+                try:
+                    await self._attempt(state, data_needed=data_needed)
+                finally:
+                    feed.release(target.key)
             except TransferError as exc:
                 last_error = exc
-                retry = isinstance(exc, IntegrityError) or exc.retryable
+                retry = _worth_another_attempt(exc)
                 bound.warning("attempt failed", attempt=attempt, error=str(exc), will_retry=retry)
                 await self.journal.update_entry(
                     self.job.name, src.id, target.key, last_error=str(exc)
@@ -205,8 +226,8 @@ class Pipeline:
         else:
             result.outcome = "failed"
             result.error = str(last_error)
-            result.retryable = isinstance(last_error, IntegrityError) or (
-                isinstance(last_error, TransferError) and last_error.retryable
+            result.retryable = isinstance(last_error, TransferError) and _worth_another_attempt(
+                last_error
             )
             await self.journal.update_entry(
                 self.job.name, src.id, target.key, state="failed", last_error=str(last_error)
@@ -254,11 +275,11 @@ class Pipeline:
                 await self._step(st, "accept", self._accept)
                 await self._step(st, "protect", self._protect)
                 return
-            except _Restart:
+            except _Restart as restart:
                 generations += 1
                 if generations > MAX_GENERATIONS_PER_ATTEMPT:
                     raise IntegrityError(
-                        f"gave up after {generations} replacement targets"
+                        f"gave up after {generations} replacement targets; the last: {restart}"
                     ) from None
                 data_needed = True
 
@@ -371,32 +392,18 @@ class Pipeline:
         src = st.source
         if image.status == "active":
             if image.checksum == src.checksum and image.size == src.size:
+                st.feed.release(st.target.key)  # no need to hold a shared download up
                 return {"skipped": "target already holds the bytes"}
             await self._discard(st, image, "target bytes differ from the source")
         if image.status != "queued":
             await self._discard(st, image, f"target is {image.status}, cannot take data")
-        hasher = Hasher(self._algorithms_in_flight(src))
-        async with self.source.download_image(src.id) as download:
-            if download.status == 204 and src.size:
-                raise ProtocolError(f"source served no data for image {src.id} of size {src.size}")
-            if (
-                download.content_md5
-                and src.checksum
-                and download.content_md5.lower() != src.checksum.lower()
-            ):
-                raise IntegrityError(
-                    f"source image {src.id}: Content-MD5 {download.content_md5} differs from "
-                    f"its checksum {src.checksum}"
-                )
-            size = src.size if src.size is not None else download.length
-            chunks: AsyncIterator[bytes] = verify_length(download.chunks(), size)
-            if hasher.algorithms:
-                chunks = hashed(chunks, hasher)
+        async with st.feed.open(st.target.key) as body:
+            chunks: AsyncIterator[bytes] = body.chunks
             if self.bucket is not None:
                 chunks = throttled(chunks, self.bucket)
             chunks = counted(chunks, self._counter(st))
-            await st.target.client.upload_image(st.target_id, chunks, size=size)
-        st.hashes = await hasher.hexdigests()
+            await st.target.client.upload_image(st.target_id, chunks, size=body.size)
+        st.hashes = await body.digests()
         st.uploaded = True
         st.result.md5 = st.hashes.get("md5")
         st.result.sha512 = st.hashes.get("sha512")
@@ -408,15 +415,7 @@ class Pipeline:
             md5=st.result.md5,
             sha512=st.result.sha512,
         )
-        return {"bytes": st.result.bytes, **st.hashes}
-
-    def _algorithms_in_flight(self, src: Image) -> tuple[str, ...]:
-        """Hash in flight only what no server proves (unless the job asks for full checks)."""
-        if self.job.verify == "full":
-            return ("md5", "sha512")
-        if not src.checksum:
-            return ("md5",)
-        return ()
+        return {"bytes": st.result.bytes, "from": body.origin, **st.hashes}
 
     def _counter(self, st: _ItemState) -> Callable[[int], None]:
         on_bytes = self.on_bytes
@@ -440,7 +439,10 @@ class Pipeline:
             reason = "; ".join(problems)
             st.log.error("verification failed", problems=problems)
             if image.status == "active" or image.status in BROKEN_STATUSES:
-                await self._discard(st, image, f"verification failed: {reason}")
+                # A bad copy costs one attempt of the image's retry budget: discard it (the
+                # next attempt gets a new generation) and fail this attempt with the reason.
+                with contextlib.suppress(_Restart):
+                    await self._discard(st, image, f"verification failed: {reason}")
             raise IntegrityError(f"verification failed: {reason}")
         return {"checksum": image.checksum, "os_hash_value": image.os_hash_value}
 
@@ -544,9 +546,20 @@ class _ItemState:
     generation: int
     result: ItemResult
     log: Any
+    feed: Feed
     image: Image | None = None
     hashes: dict[str, str] = field(default_factory=dict)
     uploaded: bool = False
+
+
+def _worth_another_attempt(exc: TransferError) -> bool:
+    """Whether the image's next attempt may succeed where this one failed.
+
+    Besides transient errors: bytes that did not match (the next attempt reads them again),
+    and a 401 on a streamed upload: the client renewed the token but could not send the
+    consumed body again (a token the identity service refuses to renew is an AuthError).
+    """
+    return isinstance(exc, IntegrityError | Unauthorized) or exc.retryable
 
 
 def verify_copy(source: Image, target: Image, in_flight: Mapping[str, str]) -> list[str]:

@@ -205,9 +205,16 @@ class FaultInjector:
         if self.faults.drops_remaining is not None:
             self.faults.drops_remaining -= 1
 
-    def upload_dropped(self) -> None:
-        """Record that an upload was cut."""
+    def upload_dropped(self) -> bool:
+        """Take one drop for an upload that reached its cut; False when none is left.
+
+        Concurrent uploads are all armed at start, so the drops left are checked again here:
+        the first to reach the cut takes the last drop and the others go on unharmed.
+        """
+        if not self._drop_allowed():
+            return False
         self._consume_drop()
+        return True
 
     def corruption_offset(self, body_length: int) -> int | None:
         """Offset of the byte to flip in this download (consumes one corruption), or None."""

@@ -1,0 +1,210 @@
+"""A throwaway PostgreSQL server for the journal tests, and a fresh database for each test.
+
+``IMAGE_TRANSFER_PG_URL`` (a ``postgresql://`` URL of a role that may create databases) uses a
+server that is already running; otherwise the session starts its own from the machine's
+binaries (``initdb``, ``pg_ctl``) on a free loopback port, as the ``postgres`` system user when
+the tests run as root (PostgreSQL refuses to run as root), and removes it at the end.  Without
+the binaries the tests skip with the reason, unless ``IMAGE_TRANSFER_REQUIRE_ALL_TESTS=1`` (CI
+sets it): then they fail.
+
+The ``backend`` fixture gives a journal factory for each backend, so the same test checks the
+SQLite journal and the PostgreSQL one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+from transfer.journal import Journal, SqliteJournal
+from transfer.journal_pg import PgJournal
+
+# A role whose password the started cluster checks (scram), so password handling is tested
+# against a server that really asks for one.
+PASSWORD_ROLE = "it_password_role"
+_INITDB_FLAGS = ("--no-locale", "-E", "UTF8", "--no-sync")
+
+
+@dataclass(frozen=True)
+class PgServer:
+    url: str  # the maintenance database ("postgres") of a role that may create databases
+    own: bool  # started by this session (its pg_hba.conf asks PASSWORD_ROLE for a password)
+
+    def database_url(self, name: str, *, user: str | None = None) -> str:
+        parts = urlsplit(self.url)
+        netloc = parts.netloc
+        if user is not None:
+            netloc = f"{user}@{netloc.rpartition('@')[2]}"
+        return urlunsplit((parts.scheme, netloc, "/" + name, parts.query, ""))
+
+    @contextlib.contextmanager
+    def admin(self, database: str | None = None) -> Iterator[psycopg.Connection[Any]]:
+        url = self.url if database is None else self.database_url(database)
+        with psycopg.connect(url, autocommit=True) as conn:
+            yield conn
+
+
+@dataclass(frozen=True)
+class PgDatabase:
+    """One test's own database."""
+
+    server: PgServer
+    name: str
+
+    @property
+    def url(self) -> str:
+        return self.server.database_url(self.name)
+
+    def execute(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement in this database (as an operator would, from outside)."""
+        with self.server.admin(self.name) as conn:
+            cursor = conn.execute(query.encode(), params or None)
+            return cursor.fetchall() if cursor.description else []
+
+    def journal_backends(self) -> list[int]:
+        """The backend pids of the journals connected to this database."""
+        rows = self.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'image-transfer'"
+        )
+        return [row[0] for row in rows]
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if os.environ.get("IMAGE_TRANSFER_REQUIRE_ALL_TESTS") == "1":
+        pytest.fail(f"{reason} (IMAGE_TRANSFER_REQUIRE_ALL_TESTS=1: not skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _binaries() -> tuple[str, str] | None:
+    folders = [os.path.dirname(p) for p in (shutil.which("pg_ctl"), shutil.which("initdb")) if p]
+    folders += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    folders += ["/usr/local/pgsql/bin"]
+    for folder in folders:
+        initdb, pg_ctl = Path(folder, "initdb"), Path(folder, "pg_ctl")
+        if initdb.is_file() and pg_ctl.is_file():
+            return str(initdb), str(pg_ctl)
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    external = os.environ.get("IMAGE_TRANSFER_PG_URL")
+    if external:
+        yield PgServer(url=external, own=False)
+        return
+    binaries = _binaries()
+    if binaries is None:
+        _unavailable(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found; install them or set "
+            "IMAGE_TRANSFER_PG_URL to a running server"
+        )
+    initdb, pg_ctl = binaries
+    run_as: list[str] = []
+    owner: pwd.struct_passwd | None = None
+    if os.geteuid() == 0:
+        runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            _unavailable("running as root and there is no 'postgres' system user to run as")
+        if runuser is None:
+            _unavailable("running as root and runuser (to run PostgreSQL as postgres) is missing")
+        run_as = [runuser, "-u", "postgres", "--"]
+    root = Path(tempfile.mkdtemp(prefix="image-transfer-pg-"))
+    data = root / "data"
+    started = False
+    try:
+        if owner is not None:
+            os.chown(root, owner.pw_uid, owner.pw_gid)
+        setup = subprocess.run(
+            [*run_as, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", *_INITDB_FLAGS],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if setup.returncode != 0:
+            pytest.fail(f"initdb failed: {setup.stderr.strip()}", pytrace=False)
+        hba = data / "pg_hba.conf"
+        rules = f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n"
+        hba.write_text(rules + hba.read_text())
+        log = ["-l", str(root / "server.log")]
+        for _ in range(3):  # another process may take the free port before the server does
+            port = _free_port()
+            options = (
+                f"-p {port} -k {root} -c listen_addresses=127.0.0.1 "
+                # Durability is not under test here; speed is welcome on a shared machine.
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            )
+            start = subprocess.run(
+                [*run_as, pg_ctl, "start", "-w", "-t", "60", "-D", str(data), *log, "-o", options],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if start.returncode == 0:
+                started = True
+                break
+        if not started:
+            server_log = root / "server.log"
+            tail = server_log.read_text()[-2000:] if server_log.exists() else ""
+            pytest.fail(f"pg_ctl start failed: {start.stderr.strip()}\n{tail}", pytrace=False)
+        yield PgServer(url=f"postgresql://postgres@127.0.0.1:{port}/postgres", own=True)
+    finally:
+        if started:
+            subprocess.run(
+                [*run_as, pg_ctl, "stop", "-D", str(data), "-m", "immediate"],
+                capture_output=True,
+                timeout=60,
+            )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_db(pg_server: PgServer) -> Iterator[PgDatabase]:
+    """A database of its own for one test, dropped afterwards."""
+    name = f"it_{uuid.uuid4().hex[:16]}"
+    with pg_server.admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    try:
+        yield PgDatabase(server=pg_server, name=name)
+    finally:
+        with pg_server.admin() as conn:
+            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'.encode())
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+            conn.execute(f'DROP DATABASE "{name}"'.encode())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Journal]:
+    """Makes journals (unopened) on one store: an SQLite file, or a PostgreSQL database."""
+    if request.param == "sqlite":
+        path = tmp_path / "journal.db"
+        return lambda: SqliteJournal(path)
+    database: PgDatabase = request.getfixturevalue("pg_db")
+    return lambda: PgJournal(database.url)
