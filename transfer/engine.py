@@ -33,7 +33,7 @@ from transfer.client import HttpSettings, ImageClient
 from transfer.config import Config, JobConfig
 from transfer.errors import TransferError
 from transfer.feeds import Feed, FeedChooser
-from transfer.journal import Journal, JournalEntry
+from transfer.journal import ItemKey, Journal, JournalEntry, LeaseLost, PlanTicket
 from transfer.metadata import DesiredTarget
 from transfer.models import Image, Member
 from transfer.pipeline import ItemResult, Pipeline, Target, verify_copy
@@ -260,11 +260,18 @@ async def run_plan(
     progress: Progress | None = None,
     stop: anyio.Event | None = None,
     clean_spool: bool = False,
+    ticket: PlanTicket | None = None,
+    lease_seconds: float = 30.0,
 ) -> RunSummary:
     """Execute a plan; returns when every item is done, failed or (after ``stop``) not started.
 
     ``clean_spool`` removes every spool file of the job at the end, even those kept so that
     the next run can resume the images that failed.
+
+    With a ``ticket`` (a journal shared by several workers, see ``join_and_plan``) this worker
+    takes only the items it claims from the published plan, holds each under a lease that a
+    background task renews, and abandons an item whose lease it lost; an item whose worker died
+    is claimed again once its lease runs out.
     """
     job = plan.job
     progress = progress or Progress()
@@ -288,6 +295,7 @@ async def run_plan(
     meta_items = [i for i in work if i.code is Code.UPDATE]
     groups = _by_source(data_items)
     results: list[ItemResult] = []
+    held: dict[ItemKey, anyio.CancelScope | None] = {}  # claimed items (shared journals only)
     entries = await journal.entries(job.name)
     chooser = FeedChooser(
         mode=job.spool,
@@ -337,12 +345,17 @@ async def run_plan(
             name=name, target=item.target_key, total=item.source.size or 0
         )
         try:
-            result = await pipeline.run_item(
-                item,
-                plan.targets[item.target_key],
-                plan.desired[(item.source.id, item.target_key)],
-                feed,
-            )
+            with anyio.CancelScope() as scope:
+                if key in held:
+                    held[key] = scope
+                result = await pipeline.run_item(
+                    item,
+                    plan.targets[item.target_key],
+                    plan.desired[(item.source.id, item.target_key)],
+                    feed,
+                )
+            if scope.cancelled_caught:
+                raise LeaseLost(f"another worker took over {name} -> {item.target_key}")
         except Exception as exc:
             # One image's trouble (the journal, or a bug) never stops the others.
             if not isinstance(exc, TransferError):
@@ -389,11 +402,78 @@ async def run_plan(
         while meta_items and not stop.is_set():
             await run_one(meta_items.pop(0), None)
 
-    async with anyio.create_task_group() as tg:
-        for _ in range(min(job.transfers, len(groups))):
-            tg.start_soon(data_loop)
-        for _ in range(min(job.checkers, len(meta_items))):
-            tg.start_soon(meta_loop)
+    worker_id = worker or default_worker_id()
+    by_key = {_item_key(i): i for i in work}
+    in_sync = {_item_key(i) for i in plan.items if i.code is Code.IN_SYNC and i.source}
+
+    async def claimed_loop(plan_id: int) -> None:
+        while not stop.is_set():
+            keys = await journal.claim(
+                job.name,
+                worker_id,
+                limit=max(1, len(job.targets)),
+                lease_seconds=lease_seconds,
+                plan_id=plan_id,
+            )
+            if not keys:
+                status = await journal.plan_status(job.name, plan_id)
+                if status is None or status.open == 0:
+                    return
+                # Others hold the rest: wait, and take over whatever a dead worker leaves.
+                await anyio.sleep(min(lease_seconds / 4, 2.0))
+                continue
+            held.update(dict.fromkeys(keys))
+            try:
+                for key in keys:
+                    if key not in by_key:
+                        # Finished by a worker that died before saying so (this worker's own
+                        # listing shows it in sync), or not selected by this worker's config.
+                        done = key in in_sync
+                        await journal.update_entry(
+                            job.name,
+                            *key,
+                            state="done" if done else "failed",
+                            last_error=None if done else "not in the plan of worker " + worker_id,
+                        )
+                mine = [by_key[k] for k in keys if k in by_key]
+                for group in _by_source([i for i in mine if i.code is not Code.UPDATE]):
+                    await run_group(group)
+                for item in mine:
+                    if item.code is Code.UPDATE:
+                        await run_one(item, None)
+            finally:
+                for key in keys:
+                    held.pop(key, None)
+                await journal.release(job.name, worker_id, keys)
+
+    async def renew_leases() -> None:
+        while True:
+            await anyio.sleep(lease_seconds / 3)
+            keys = set(held)
+            if not keys:
+                continue
+            kept = await journal.renew(job.name, worker_id, keys, lease_seconds)
+            for key in keys - kept:
+                log.warning("lease lost", job=job.name, image=key[0], target=key[1])
+                scope = held.get(key)
+                if scope is not None:
+                    scope.cancel()
+
+    if ticket is not None:
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(renew_leases)
+            async with anyio.create_task_group() as tg:
+                for _ in range(job.transfers):
+                    tg.start_soon(claimed_loop, ticket.plan_id)
+            outer.cancel_scope.cancel()
+        groups.clear()
+        meta_items.clear()
+    else:
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(job.transfers, len(groups))):
+                tg.start_soon(data_loop)
+            for _ in range(min(job.checkers, len(meta_items))):
+                tg.start_soon(meta_loop)
 
     # Keep the spools of images a target still needs (failed, or not started after a stop).
     keep = {r.source_id for r in results if r.outcome == "failed"}
@@ -401,7 +481,7 @@ async def run_plan(
     await _quietly(area.tidy(keep, clean=clean_spool), "cannot tidy the spool", None)
 
     not_started = sum(len(g) for g in groups) + len(meta_items)
-    interrupted = stop.is_set() and not_started > 0
+    interrupted = stop.is_set() and (not_started > 0 or ticket is not None)
     summary = RunSummary(
         job=job.name,
         run_id=run_id,
@@ -426,6 +506,46 @@ async def run_plan(
         },
     )
     return summary
+
+
+async def join_and_plan(
+    config: Config,
+    job: JobConfig,
+    clouds: Clouds,
+    journal: Journal,
+    worker: str,
+    *,
+    lease_seconds: float = 30.0,
+) -> tuple[JobPlan, PlanTicket]:
+    """Plan a job once for all the workers of a shared journal.
+
+    The first worker to arrive plans: it lists both sides, records an entry for each item to
+    work and publishes them.  The others wait until the plan is published, then list for
+    themselves (they need the images' details) and claim from the published plan.
+    """
+    ticket = await journal.join_plan(job.name, worker, lease_seconds=lease_seconds)
+    plan = await build_plan(config, job, clouds, journal)
+    if ticket.planner:
+        keys: list[ItemKey] = []
+        for group in _by_source([i for i in plan.items if i.code in _WORK and i.source]):
+            for item in group:  # a source's targets side by side: claimed together, read once
+                assert item.source is not None
+                await journal.ensure_entry(
+                    job.name,
+                    item.source.id,
+                    item.target_key,
+                    source_name=item.source.name or "",
+                    source_checksum=item.source.checksum,
+                    source_size=item.source.size,
+                    target_id=item.target_id,
+                    generation=item.generation,
+                )
+                keys.append(_item_key(item))
+        await journal.publish_plan(ticket, keys)
+    return plan, ticket
+
+
+_WORK = (Code.COPY, Code.REPAIR, Code.UPDATE)
 
 
 def _by_source(items: Sequence[PlanItem]) -> list[list[PlanItem]]:

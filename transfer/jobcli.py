@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import signal
@@ -23,12 +24,14 @@ from transfer.engine import (
     Progress,
     RunSummary,
     build_plan,
+    default_worker_id,
+    join_and_plan,
     open_clouds,
     run_plan,
     verify_plan,
 )
 from transfer.errors import ConfigError
-from transfer.journal import Journal, open_journal
+from transfer.journal import Journal, PlanTicket, open_configured
 from transfer.lock import job_lock
 from transfer.logs import configure_logging
 from transfer.metrics import write_metrics
@@ -114,7 +117,7 @@ def _run_plan(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         out = []
-        async with open_journal(config.journal.path) as journal, open_clouds(config) as clouds:
+        async with open_configured(config.journal) as journal, open_clouds(config) as clouds:
             for job in jobs:
                 plan = await build_plan(config, job, clouds, journal)
                 if args.json:
@@ -169,7 +172,19 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="write Prometheus metrics (for node_exporter's textfile collector)",
     )
-    parser.add_argument("--worker-id", metavar="ID", help="this worker's name in the journal")
+    parser.add_argument(
+        "--worker-id",
+        metavar="ID",
+        help="this worker's name in the journal (default: HOST:PID)",
+    )
+    parser.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="with a PostgreSQL journal: how long a claimed image stays this worker's without "
+        "renewal, so a dead worker's images are taken over after it (default 30)",
+    )
     parser.add_argument(
         "--bwlimit",
         metavar="RATE",
@@ -240,12 +255,19 @@ def _run_run(args: argparse.Namespace) -> int:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, stop, tg.cancel_scope)
             try:
-                async with open_journal(config.journal.path) as journal:
+                async with open_configured(config.journal) as journal:
                     for job in jobs:
                         if stop.is_set():
                             break
                         settings = HttpSettings(requests_per_second=job.request_rate)
-                        with job_lock(config.journal.path, job.name):
+                        # A shared journal coordinates its workers itself (leases); a local one
+                        # allows one run per job, which the lock file enforces.
+                        lock = (
+                            contextlib.nullcontext()
+                            if journal.coordinates_workers
+                            else job_lock(config.journal.path, job.name)
+                        )
+                        with lock:
                             async with open_clouds(config, settings) as clouds:
                                 outcomes.append(
                                     await _run_one(config, job, journal, clouds, args, stop)
@@ -316,7 +338,14 @@ async def _run_one(
     outcome = _Outcome()
     if args.restart:
         await journal.reset_job(job.name)
-    plan = await build_plan(config, job, clouds, journal)
+    ticket: PlanTicket | None = None
+    if journal.coordinates_workers:
+        worker = args.worker_id or default_worker_id()
+        plan, ticket = await join_and_plan(
+            config, job, clouds, journal, worker, lease_seconds=args.lease_seconds
+        )
+    else:
+        plan = await build_plan(config, job, clouds, journal)
     print(f"job {job.name}: {format_plan_summary(plan.items)}", file=sys.stderr)
     progress = Progress()
     # The job's own stop: a signal stops every job; a deadline only this one.
@@ -353,6 +382,8 @@ async def _run_one(
             progress=progress,
             stop=job_stop,
             clean_spool=args.clean,
+            ticket=ticket,
+            lease_seconds=args.lease_seconds,
         )
         tg.cancel_scope.cancel()
     if outcome.deadline and not summary.interrupted:
@@ -408,7 +439,7 @@ def _run_status(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         report = []
-        async with open_journal(config.journal.path) as journal:
+        async with open_configured(config.journal) as journal:
             for name in names or await journal.jobs():
                 entries = await journal.entries(name)
                 runs = await journal.runs(name, limit=5)
@@ -441,6 +472,12 @@ def _run_status(args: argparse.Namespace) -> int:
             states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no items"
             total = sum(e.bytes_done for e in entries.values())
             print(f"job {name}: {states}; {human_bytes(total)} moved")
+            holders: dict[str, int] = {}
+            for e in entries.values():
+                if e.lease_owner:
+                    holders[e.lease_owner] = holders.get(e.lease_owner, 0) + 1
+            for holder, count in sorted(holders.items()):
+                print(f"  worker {holder} holds {count} images")
             for r in runs:
                 print(
                     f"  run {r.id} by {r.worker}: {r.started_at} -> "
@@ -452,6 +489,7 @@ def _run_status(args: argparse.Namespace) -> int:
                     print(
                         f"  {e.state:8} {e.source_name or e.source_id} -> {e.target_key} "
                         f"{e.target_id or '-'} step={e.last_step or '-'}{err}"
+                        + (f"  [held by {e.lease_owner}]" if e.lease_owner else "")
                     )
         return EXIT_OK
 
@@ -470,7 +508,7 @@ def _run_verify(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         failed = False
-        async with open_journal(config.journal.path) as journal, open_clouds(config) as clouds:
+        async with open_configured(config.journal) as journal, open_clouds(config) as clouds:
             for job in jobs:
                 plan = await build_plan(config, job, clouds, journal)
                 differences = await verify_plan(plan)

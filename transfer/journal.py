@@ -256,6 +256,9 @@ class PlanRecord:
 class Journal(Protocol):
     """What the engine needs from a journal; every write is durable when the call returns."""
 
+    #: Whether several workers (hosts) may work one job through this journal at once.
+    coordinates_workers: bool
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(
@@ -421,6 +424,9 @@ def _wall_clock(deadline: float) -> str:
 
 class SqliteJournal:
     """The journal in one SQLite file (WAL mode; the file and its -wal/-shm are mode 0600)."""
+
+    #: One host's file: one run per job at a time (the job lock), no claiming needed.
+    coordinates_workers = False
 
     def __init__(
         self,

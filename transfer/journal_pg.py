@@ -222,6 +222,9 @@ def _display(params: Mapping[str, Any]) -> str:
 class PgJournal:
     """The journal in a PostgreSQL database (see the module docstring)."""
 
+    #: Several workers on several hosts claim the items of one job through it.
+    coordinates_workers = True
+
     def __init__(
         self,
         url: str,

@@ -1,0 +1,144 @@
+"""Several `image-transfer run` workers on one job through a real PostgreSQL journal, against
+the emulator: every image copied exactly once, the work spread, a killed worker's images taken
+over after its leases run out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.engine.helpers import (
+    TARGETS,
+    MiB,
+    copy_problems,
+    environment,
+    finish,
+    job_toml,
+    new_emulator,
+    received,
+    seed_many,
+    start_cli,
+    write_config,
+)
+from tests.pg.conftest import PgDatabase
+from transfer.emulator import Emulator
+from transfer.journal_pg import PgJournal
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    async with new_emulator(seed=21) as emulator:
+        yield emulator
+
+
+def pg_config(tmp_path: Path, emu: Emulator, db: PgDatabase, *, transfers: int = 2) -> Path:
+    config = write_config(tmp_path, emu, job_toml(transfers=transfers))
+    text = config.read_text().replace('path = "journal.db"', f'url = "{db.url}"')
+    config.write_text(text)
+    return config
+
+
+async def done_states(db: PgDatabase, job: str = "move") -> dict[str, int]:
+    async with PgJournal(db.url) as journal:
+        entries = await journal.entries(job)
+    states: dict[str, int] = {}
+    for entry in entries.values():
+        states[entry.state] = states.get(entry.state, 0) + 1
+    return states
+
+
+async def test_three_workers_copy_every_image_exactly_once_and_share_the_work(
+    emu: Emulator, http: aiohttp.ClientSession, tmp_path: Path, pg_db: PgDatabase
+) -> None:
+    ids = await seed_many(emu, [MiB // 2 + i * 4096 for i in range(30)])
+    emu.set_faults(bandwidth=16 * MiB)  # long enough a run that all three take part
+    config = pg_config(tmp_path, emu, pg_db)
+    workers = [
+        await start_cli(
+            "run",
+            "-c",
+            str(config),
+            "--no-progress",
+            "--worker-id",
+            f"w{n}",
+            "--report",
+            str(tmp_path / f"w{n}.json"),
+            env=environment(),
+        )
+        for n in range(3)
+    ]
+    outcomes = [await finish(w, within=180) for w in workers]
+    assert [o.code for o in outcomes] == [0, 0, 0], [o.err[-2000:] for o in outcomes]
+
+    assert await copy_problems(emu, http, ids) == []  # exactly one faithful copy per target
+    assert await done_states(pg_db) == {"done": 60}
+    copied = {}
+    for n in range(3):
+        report = json.loads((tmp_path / f"w{n}.json").read_text())
+        copied[n] = {
+            (i["source_id"], i["target"]) for i in report["items"] if i["outcome"] == "copied"
+        }
+    assert all(copied.values()), {n: len(c) for n, c in copied.items()}  # everyone worked
+    assert sum(len(c) for c in copied.values()) == 60  # and no pair was copied twice
+    assert set().union(*copied.values()) == {(i, t.key) for i in ids for t in TARGETS}
+
+
+async def test_a_killed_workers_images_are_taken_over_after_its_leases_expire(
+    emu: Emulator, http: aiohttp.ClientSession, tmp_path: Path, pg_db: PgDatabase
+) -> None:
+    ids = await seed_many(emu, [2 * MiB] * 8)
+    emu.set_faults(bandwidth=4 * MiB)
+    config = pg_config(tmp_path, emu, pg_db)
+    lease = ("--lease-seconds", "3")
+    victim = await start_cli(
+        "run",
+        "-c",
+        str(config),
+        "--no-progress",
+        "--worker-id",
+        "victim",
+        *lease,
+        env=environment(),
+    )
+    for _ in range(400):  # until the victim is uploading
+        if received(emu) > 0:
+            break
+        await asyncio.sleep(0.05)
+    survivors = [
+        await start_cli(
+            "run",
+            "-c",
+            str(config),
+            "--no-progress",
+            "--worker-id",
+            f"s{n}",
+            *lease,
+            env=environment(),
+        )
+        for n in range(2)
+    ]
+    await asyncio.sleep(0.5)
+    victim.send_signal(signal.SIGKILL)
+    await victim.communicate()
+    emu.set_faults(bandwidth=None)
+    outcomes = [await finish(s, within=180) for s in survivors]
+    assert [o.code for o in outcomes] == [0, 0], [o.err[-2000:] for o in outcomes]
+    assert await copy_problems(emu, http, ids) == []  # no duplicate, nothing left half-made
+    assert await done_states(pg_db) == {"done": 16}
+    # The victim died inside some image's steps, and a survivor finished that very image.
+    async with PgJournal(pg_db.url) as journal:
+        workers = {run.id: run.worker for run in await journal.runs("move", limit=10)}
+        taken_over = 0
+        for source_id in ids:
+            for target in TARGETS:
+                steps = await journal.steps("move", source_id, target.key)
+                by = {workers[s.run_id] for s in steps}
+                if "victim" in by and by & {"s0", "s1"}:
+                    taken_over += 1
+    assert taken_over >= 1
