@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint fmt emulator clean
+.PHONY: demo test lint fmt emulator interop soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,16 +21,40 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check transfer tests benchmarks
-	$(BIN)/ruff format --check transfer tests benchmarks
+	$(BIN)/ruff check transfer tests benchmarks interop
+	$(BIN)/ruff format --check transfer tests benchmarks interop
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff format transfer tests benchmarks
-	$(BIN)/ruff check --fix transfer tests benchmarks
+	$(BIN)/ruff format transfer tests benchmarks interop
+	$(BIN)/ruff check --fix transfer tests benchmarks interop
 
 emulator: $(STAMP)
 	$(BIN)/image-transfer emulator
 
+# Real OpenStack Glance (installed on first use into .interop/) against the emulator and engine.
+interop: $(STAMP)
+	$(BIN)/python -m pytest -q tests/interop
+
+# The full chaos soak (a short variant runs in `make test`); SEED=N replays a run.
+SEED ?= 1
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak.driver --seed $(SEED)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks (see benchmarks/README.md).  `bench` installs python-glanceclient, the operators'
+# baseline, into its own venv on first use; without it the baseline falls back to curl.
+GLANCE := benchmarks/.glance-venv/bin/glance
+.PHONY: bench bench-quick
+
+$(GLANCE):
+	-$(PYTHON) -m venv benchmarks/.glance-venv && \
+		benchmarks/.glance-venv/bin/python -m pip install --quiet python-glanceclient
+
+bench: $(STAMP) $(GLANCE)
+	$(BIN)/python -m benchmarks
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks --quick

@@ -428,8 +428,13 @@ class HttpTransport:
         except _NETWORK_ERRORS as exc:
             raise _translate(exc, where, url) from exc
         keep_open = False
+        refused = False
+        # Reading an error body hands the connection back to the pool: keep a hold on it.
+        connection = response.connection
+        transport = connection.transport if connection is not None else None
         try:
             if response.status not in ok:
+                refused = True
                 raise await self._status_error(response, where)
             if stream:
                 keep_open = True
@@ -439,7 +444,16 @@ class HttpTransport:
         except _NETWORK_ERRORS as exc:
             raise _translate(exc, where, url) from exc
         finally:
-            if not keep_open:
+            if keep_open:
+                pass
+            elif refused and data is not None:
+                # A server that refuses a request before reading its body (Glance under
+                # gunicorn does, for an upload it will not take) closes the connection after
+                # its answer even when it says keep-alive: never hand that one to the pool.
+                response.close()
+                if transport is not None:
+                    transport.close()  # the pool drops a closed connection instead of reusing it
+            else:
                 response.release()
 
     async def _status_error(self, response: aiohttp.ClientResponse, where: str) -> TransferError:

@@ -41,17 +41,18 @@ async def test_create_answers_a_queued_image_shaped_like_the_seed_example(
     assert image["checksum"] is None
     assert image["os_hash_algo"] is None and image["os_hash_value"] is None
     assert image["owner"] == SRC_ID
-    assert image["visibility"] == "private"
+    assert image["visibility"] == "shared"  # Glance's default (no members: nobody else sees it)
     assert image["protected"] is False and image["os_hidden"] is False
     assert image["tags"] == ["base", "lts"]
     assert image["min_disk"] == 20 and image["min_ram"] == 0
     assert image["self"] == f"/v2/images/{image_id}"
     assert image["file"] == f"/v2/images/{image_id}/file"
     assert image["schema"] == "/v2/schemas/image"
-    assert image["locations"] == []
+    assert "locations" not in image  # Glance shows none unless show_multiple_locations is on
     assert TIMESTAMP.match(image["created_at"]) and TIMESTAMP.match(image["updated_at"])
     # Custom properties are top-level keys.
     assert image["os_type"] == "linux" and image["os_distro"] == "ubuntu"
+    assert reply.headers["Location"] == f"{src.base}/v2/images/{image_id}"
     shown = await src.show(image_id)
     assert shown.status == 200 and shown.json() == image
     assert emulator.image_record("KR1", image_id) == image

@@ -49,7 +49,7 @@ async def _listed(api: Api, **params: str) -> set[str]:
 
 
 async def test_sharing_flow_pending_then_accepted(src: Api, dst: Api) -> None:
-    image_id = (await src.create())["id"]
+    image_id = (await src.create(visibility="private"))["id"]
     assert await _share(src, image_id) == 403  # still private
     await src.patch(image_id, [{"op": "replace", "path": "/visibility", "value": "shared"}])
     reply = await src.call("POST", f"/v2/images/{image_id}/members", json={"member": DST_ID})
@@ -129,6 +129,22 @@ async def test_unsharing_hides_the_image_from_members(src: Api, dst: Api) -> Non
     assert (await dst.show(image_id)).status == 200
     await src.patch(image_id, [{"op": "replace", "path": "/visibility", "value": "private"}])
     assert (await dst.show(image_id)).status == 404
+
+
+async def test_only_shared_images_have_members_to_see_or_change(src: Api, dst: Api) -> None:
+    image_id = (await src.create(visibility="shared"))["id"]
+    assert await _share(src, image_id) == 200
+    await src.patch(image_id, [{"op": "replace", "path": "/visibility", "value": "private"}])
+    members = f"/v2/images/{image_id}/members"
+    assert (await src.call("GET", members)).status == 403
+    assert (await src.call("GET", f"{members}/{DST_ID}")).status == 404
+    assert (await src.call("DELETE", f"{members}/{DST_ID}")).status == 403
+    # Kept, not forgotten: sharing the image again brings the member back.
+    await src.patch(image_id, [{"op": "replace", "path": "/visibility", "value": "shared"}])
+    listed = (await src.call("GET", members)).json()["members"]
+    assert [m["member_id"] for m in listed] == [DST_ID]
+    reply = await dst.call("PUT", f"{members}/{DST_ID}", json={"status": "accepted"})
+    assert reply.status == 200
 
 
 async def test_add_member_needs_a_member_id(src: Api) -> None:

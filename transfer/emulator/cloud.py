@@ -305,8 +305,8 @@ class Emulator:
         Bytes come from ``data``, or are ``size`` deterministic pseudo-random bytes from
         ``fill_seed`` (see ``streams.fill_pieces``) streamed to disk.  With neither, the image
         stays ``queued`` (no data).  ``fields`` are as on create, and ``visibility`` may also
-        be ``public`` or ``community``; ``disk_format``, ``container_format`` and ``os_type``
-        default to qcow2, bare and linux.
+        be ``public`` or ``community``; ``visibility``, ``disk_format``, ``container_format``
+        and ``os_type`` default to private, qcow2, bare and linux.
         """
         self._require_started()
         service = self._service(region)
@@ -316,6 +316,8 @@ class Emulator:
             raise ValueError("size: expected a non-negative number of bytes")
         body = dict(fields)
         body.setdefault("os_type", "linux")
+        # An operator's own image, unshared; the API's create would default to "shared".
+        body.setdefault("visibility", "private")
         body.setdefault("disk_format", "qcow2")
         body.setdefault("container_format", "bare")
         try:

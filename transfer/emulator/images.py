@@ -137,7 +137,6 @@ class RegionService:
         out["self"] = f"/v2/images/{image_id}"
         out["file"] = f"/v2/images/{image_id}/file"
         out["schema"] = "/v2/schemas/image"
-        out["locations"] = []
         return out
 
     async def _json_body(self, request: web.Request) -> Any:
@@ -179,7 +178,8 @@ class RegionService:
             raise HttpError(400, "The request body must be a JSON object.")
         record = self.new_record(tenant, body, visibilities=schema.USER_VISIBILITIES)
         self.store.add(record)
-        return json_response(self.view(record), status=201)
+        location = str(request.url.origin().with_path(f"/v2/images/{record['id']}"))
+        return json_response(self.view(record), status=201, headers={"Location": location})
 
     def new_record(
         self, owner: str, body: dict[str, Any], *, visibilities: frozenset[str]
@@ -303,9 +303,10 @@ class RegionService:
                 if cap is not None and received > cap:
                     raise HttpError(413, f"Image exceeds the size cap of {cap} bytes.", close=True)
                 if cut is not None and received > cut:
-                    self._injector.upload_dropped()
-                    _close_connection(request)
-                    raise _Dropped
+                    if self._injector.upload_dropped():
+                        _close_connection(request)
+                        raise _Dropped
+                    cut = None
                 # Written and hashed in worker threads while the next piece arrives.
                 await pipeline.push(chunk)
                 await pacer.pace(len(chunk))
@@ -325,14 +326,13 @@ class RegionService:
         path = self.store.data_path(image_id)
         if record["status"] != "active" or size is None:
             return web.Response(status=204)
+        if "," in request.headers.get("Range", ""):
+            raise HttpError(400, "Requests with multiple ranges are not supported.")
         try:
             offset, length, partial = resolve_range(request.http_range, size)
         except (ValueError, RangeError):
-            raise HttpError(
-                416,
-                "Requested range not satisfiable.",
-                headers={"Content-Range": f"bytes */{size}"},
-            ) from None
+            # As Glance answers it: no Content-Range (RFC 9110 would have bytes */size).
+            raise HttpError(416, "The Range requested is not available.") from None
         headers = {
             "Content-MD5": str(record["checksum"]),
             "Content-Type": "application/octet-stream",
@@ -448,12 +448,19 @@ class RegionService:
         self.store.changed()
         return json_response(member)
 
-    def _member_view_access(self, request: web.Request) -> tuple[str, dict[str, Any]]:
+    def _shared(self, tenant: str, image_id: str, *, hidden: bool = False) -> dict[str, Any]:
+        """An image the caller sees whose members may be used: only ``shared`` images have
+        any (403, or 404 where Glance hides the image's existence)."""
+        record = self._visible(tenant, image_id)
+        if record["visibility"] != "shared":
+            raise HttpError(404 if hidden else 403, "Only shared images have members.")
+        return record
+
+    def _member_view_access(
+        self, request: web.Request, *, hidden: bool = False
+    ) -> tuple[str, dict[str, Any]]:
         tenant = self._tenant(request)
-        record = self._visible(tenant, request.match_info["image_id"])
-        if record["visibility"] in ("public", "community"):
-            raise HttpError(403, f"{record['visibility'].capitalize()} images do not have members.")
-        return tenant, record
+        return tenant, self._shared(tenant, request.match_info["image_id"], hidden=hidden)
 
     async def list_members(self, request: web.Request) -> web.StreamResponse:
         tenant, record = self._member_view_access(request)
@@ -464,7 +471,7 @@ class RegionService:
         return json_response({"members": listed, "schema": "/v2/schemas/members"})
 
     async def show_member(self, request: web.Request) -> web.StreamResponse:
-        tenant, record = self._member_view_access(request)
+        tenant, record = self._member_view_access(request, hidden=True)
         member_id = request.match_info["member_id"]
         member = self.store.members.get(record["id"], {}).get(member_id)
         if member is None or (record["owner"] != tenant and member_id != tenant):
@@ -473,7 +480,7 @@ class RegionService:
 
     async def update_member(self, request: web.Request) -> web.StreamResponse:
         tenant = self._tenant(request)
-        record = self._visible(tenant, request.match_info["image_id"])
+        record = self._shared(tenant, request.match_info["image_id"])
         member_id = request.match_info["member_id"]
         if record["owner"] == tenant:
             raise HttpError(403, "Only the member itself may change its status.")
@@ -494,7 +501,7 @@ class RegionService:
 
     async def remove_member(self, request: web.Request) -> web.StreamResponse:
         tenant = self._tenant(request)
-        record = self._visible(tenant, request.match_info["image_id"])
+        record = self._shared(tenant, request.match_info["image_id"])
         if record["owner"] != tenant:
             raise HttpError(403, "Only the image's owner may remove a member.")
         member_id = request.match_info["member_id"]

@@ -13,7 +13,6 @@ from urllib.parse import urlencode
 from multidict import MultiMapping
 
 from transfer.emulator.responses import HttpError
-from transfer.models import IMAGE_STATUSES
 
 MEMBER_STATUS_FILTERS = frozenset({"accepted", "pending", "rejected", "all"})
 VISIBILITY_FILTERS = frozenset({"public", "private", "shared", "community", "all"})
@@ -147,9 +146,8 @@ def list_page(
     wanted_member = query.get("member_status", "accepted")
     if wanted_member not in MEMBER_STATUS_FILTERS:
         raise HttpError(400, f"Invalid member_status {wanted_member!r}.")
+    # Glance does not check the status filter: an unknown status simply matches nothing.
     status = query.get("status")
-    if status is not None and status not in IMAGE_STATUSES:
-        raise HttpError(400, f"Invalid status filter {status!r}.")
     hidden_raw = query.get("os_hidden", "false").lower()
     if hidden_raw not in ("true", "false"):
         raise HttpError(400, "Invalid os_hidden filter: expected true or false.")

@@ -26,7 +26,13 @@ def now() -> str:
     return format_time(time.time())
 
 
+# Where Glance's error titles (webob's) differ from the standard phrases.
+_GLANCE_TITLES = {416: "Request Range Not Satisfiable"}
+
+
 def reason(status: int) -> str:
+    if status in _GLANCE_TITLES:
+        return _GLANCE_TITLES[status]
     try:
         return HTTPStatus(status).phrase
     except ValueError:

@@ -44,7 +44,9 @@ def blank_record(image_id: str, owner: str, timestamp: str) -> dict[str, Any]:
         "id": image_id,
         "name": None,
         "status": "queued",
-        "visibility": "private",
+        # Glance's default since Rocky.  NHN's create sample shows "private", but that sample
+        # is upstream's older API reference verbatim (same image and owner ids).
+        "visibility": "shared",
         "protected": False,
         "os_hidden": False,
         "owner": owner,
