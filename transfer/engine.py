@@ -222,6 +222,7 @@ async def build_plan(config: Config, job: JobConfig, clouds: Clouds, journal: Jo
         source_members=source_members,
         target_tenants={key: t.tenant_id for key, t in targets.items()},
     )
+    items = [_unfinished_steps(item, entries) for item in items]
     desired: dict[tuple[str, str], DesiredTarget] = {}
     member_tenants: set[str] = set()
     for item in items:
@@ -249,6 +250,24 @@ async def build_plan(config: Config, job: JobConfig, clouds: Clouds, journal: Jo
         source_client=source_client,
         spool_dir=job.spool_dir or config.journal.path.parent / "spool",
     )
+
+
+def _unfinished_steps(item: PlanItem, entries: Mapping[ItemKey, JournalEntry]) -> PlanItem:
+    """An in-sync target with members whose last attempt never finished becomes an update.
+
+    The planner compares bytes and metadata but not members or their acceptance, so a run
+    stopped between ``properties`` and ``accept`` would otherwise leave the copy's members
+    incomplete while the journal records it done.
+    """
+    if item.code is not Code.IN_SYNC or item.source is None:
+        return item
+    if item.desired is None or not item.desired.members:
+        return item  # everything else the steps set, the planner has compared
+    entry = entries.get((item.source.id, item.target_key))
+    if entry is None or entry.state == "done":
+        return item
+    reason = f"its last attempt stopped ({entry.state}) before every step had run"
+    return dataclasses.replace(item, code=Code.UPDATE, reasons=(*item.reasons, reason))
 
 
 async def run_plan(
