@@ -19,7 +19,7 @@ import dataclasses
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,7 +222,6 @@ async def build_plan(config: Config, job: JobConfig, clouds: Clouds, journal: Jo
         source_members=source_members,
         target_tenants={key: t.tenant_id for key, t in targets.items()},
     )
-    items = [_unfinished_steps(item, entries) for item in items]
     desired: dict[tuple[str, str], DesiredTarget] = {}
     member_tenants: set[str] = set()
     for item in items:
@@ -241,6 +240,9 @@ async def build_plan(config: Config, job: JobConfig, clouds: Clouds, journal: Jo
                     member_clients[tenant] = await clouds.client(cloud, target.region)
             targets[key] = dataclasses.replace(target, member_clients=member_clients)
 
+    if job.copy.members or job.copy.accept:
+        items = await _member_drift(items, targets, job, checkers)
+
     return JobPlan(
         job=job,
         items=items,
@@ -252,22 +254,69 @@ async def build_plan(config: Config, job: JobConfig, clouds: Clouds, journal: Jo
     )
 
 
-def _unfinished_steps(item: PlanItem, entries: Mapping[ItemKey, JournalEntry]) -> PlanItem:
-    """An in-sync target with members whose last attempt never finished becomes an update.
+async def _member_drift(
+    items: list[PlanItem],
+    targets: Mapping[str, Target],
+    job: JobConfig,
+    limiter: anyio.CapacityLimiter,
+) -> list[PlanItem]:
+    """In-sync copies whose members differ from the wanted ones become updates.
 
-    The planner compares bytes and metadata but not members or their acceptance, so a run
-    stopped between ``properties`` and ``accept`` would otherwise leave the copy's members
-    incomplete while the journal records it done.
+    The pure planner cannot see members (they take a call per image), so they are compared
+    here, only for copies that are shared: the nightly cost is one call per shared copy.
     """
-    if item.code is not Code.IN_SYNC or item.source is None:
-        return item
-    if item.desired is None or not item.desired.members:
-        return item  # everything else the steps set, the planner has compared
-    entry = entries.get((item.source.id, item.target_key))
-    if entry is None or entry.state == "done":
-        return item
-    reason = f"its last attempt stopped ({entry.state}) before every step had run"
-    return dataclasses.replace(item, code=Code.UPDATE, reasons=(*item.reasons, reason))
+    result = list(items)
+
+    def checker(index: int, item: PlanItem) -> Callable[[], Awaitable[None]]:
+        async def check() -> None:
+            assert item.target is not None and item.desired is not None
+            target = targets[item.target_key]
+            members = await target.client.list_members(item.target.id)
+            reasons = member_differences(
+                {m.member_id: m.status for m in members},
+                item.desired.members,
+                accepting=target.member_clients.keys() if job.copy.accept else (),
+                remove_extra=job.copy.members,
+            )
+            if reasons:
+                result[index] = dataclasses.replace(
+                    item, code=Code.UPDATE, reasons=(*item.reasons, *reasons)
+                )
+
+        return check
+
+    await _gather(
+        limiter,
+        [
+            checker(index, item)
+            for index, item in enumerate(items)
+            if item.code is Code.IN_SYNC
+            and item.target is not None
+            and item.desired is not None
+            and item.target.visibility == "shared"
+        ],
+    )
+    return result
+
+
+def member_differences(
+    current: Mapping[str, str],
+    wanted: Collection[str],
+    *,
+    accepting: Collection[str],
+    remove_extra: bool,
+) -> list[str]:
+    """Why a copy's members (member -> status) are not the wanted ones; ``accepting`` are the
+    members whose credentials the config has, so they should have accepted."""
+    reasons = [f"member {m} missing" for m in sorted(set(wanted) - current.keys())]
+    if remove_extra:
+        reasons += [f"member {m} not on the source" for m in sorted(current.keys() - set(wanted))]
+    reasons += [
+        f"member {m} is {status}, expected accepted"
+        for m, status in sorted(current.items())
+        if m in accepting and m in wanted and status != "accepted"
+    ]
+    return reasons
 
 
 async def run_plan(
@@ -621,51 +670,24 @@ class Difference:
 
 
 async def verify_plan(plan: JobPlan) -> list[Difference]:
-    """Deep-compare every selected source with its targets; members included."""
+    """Every difference between the selected sources and their copies.
+
+    Planning already compared sizes, checksums, hashes, properties, tags, visibility,
+    protection and (for shared copies) members with their acceptance: whatever is not in sync
+    differs.  In-sync copies get the pipeline's own byte check once more.
+    """
     differences: list[Difference] = []
-    checkers = anyio.CapacityLimiter(plan.job.checkers)
-    to_check: list[tuple[PlanItem, DesiredTarget]] = []
     for item in plan.items:
         if item.source is None:
             continue
-        name = item.source.name or item.source.id
         if item.code is not Code.IN_SYNC:
             reasons = item.reasons or (f"plan code {item.code.value}",)
+        else:
+            assert item.target is not None
+            reasons = tuple(verify_copy(item.source, item.target, {}))
+        if reasons:
+            name = item.source.name or item.source.id
             differences.append(Difference(item.source.id, name, item.target_key, reasons))
-            continue
-        to_check.append((item, plan.desired[(item.source.id, item.target_key)]))
-
-    def checker(item: PlanItem, desired: DesiredTarget) -> Callable[[], Awaitable[None]]:
-        async def check() -> None:
-            assert item.source is not None and item.target is not None
-            target = plan.targets[item.target_key]
-            reasons = verify_copy(item.source, item.target, {})
-            if desired.members or item.target.visibility == "shared":
-                members = {
-                    m.member_id: m.status for m in await target.client.list_members(item.target.id)
-                }
-                for missing in sorted(desired.members - members.keys()):
-                    reasons.append(f"member {missing} missing")
-                if plan.job.copy.members:
-                    for extra in sorted(members.keys() - desired.members):
-                        reasons.append(f"member {extra} not on the source")
-                if plan.job.copy.accept:
-                    for member, status in sorted(members.items()):
-                        if member in target.member_clients and status != "accepted":
-                            reasons.append(f"member {member} is {status}, expected accepted")
-            if reasons:
-                differences.append(
-                    Difference(
-                        item.source.id,
-                        item.source.name or item.source.id,
-                        item.target_key,
-                        tuple(reasons),
-                    )
-                )
-
-        return check
-
-    await _gather(checkers, [checker(i, d) for i, d in to_check])
     differences.sort(key=lambda d: (d.source_name, d.source_id, d.target_key))
     return differences
 
