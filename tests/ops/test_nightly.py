@@ -18,6 +18,8 @@ from tests.emulator.helpers import Api
 from tests.engine.helpers import (
     DST,
     JOB,
+    OUTSIDER,
+    PARTNER,
     SRC,
     TARGETS,
     MiB,
@@ -28,9 +30,11 @@ from tests.engine.helpers import (
     finish,
     job_toml,
     journal_problems,
+    members_of,
     new_emulator,
     received,
     seed_many,
+    share,
     start_cli,
     write_config,
 )
@@ -266,3 +270,25 @@ async def test_a_night_with_no_change_only_lists(emu: Emulator, tmp_path: Path) 
     # Listing both sides is the whole cost of a night without changes: no per-image call.
     assert set(used) <= {"list"}, used
     assert used["list"] <= 6, used
+
+
+async def test_member_drift_is_propagated(
+    emu: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    [image] = await seed_many(emu, [MiB], shared=[0])
+    await share(emu, http, image, [PARTNER])
+    config = write_config(tmp_path, emu, job_toml(targets=(("src", "KR2"),)))
+    assert (await cli("run", "-c", str(config), "--no-progress", env=environment())).code == 0
+    [copy] = copies(emu, "KR2", SRC.tenant_id)[image]
+    assert await members_of(emu, http, "KR2", SRC, copy["id"]) == {PARTNER.tenant_id: "accepted"}
+
+    # The owner shares with one more tenant and stops sharing with the partner.
+    await share(emu, http, image, [OUTSIDER])
+    api = await src_api(emu, http)
+    reply = await api.call("DELETE", f"/v2/images/{image}/members/{PARTNER.tenant_id}")
+    assert reply.status == 204, reply.body
+    before = received(emu)
+    run = await cli("run", "-c", str(config), "--no-progress", env=environment())
+    assert run.code == 0, run.err
+    assert received(emu) == before
+    assert await members_of(emu, http, "KR2", SRC, copy["id"]) == {OUTSIDER.tenant_id: "pending"}
