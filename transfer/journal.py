@@ -463,6 +463,10 @@ class SqliteJournal:
     def _guarded(self, fn: Callable[..., _T], *args: Any) -> _T:
         try:
             return fn(*args)
+        except sqlite3.OperationalError as exc:
+            raise TransferError(
+                f"journal {self.path}: {exc} (is its disk full or read-only?)"
+            ) from exc
         except sqlite3.DatabaseError as exc:
             raise TransferError(f"journal {self.path}: {exc}") from exc
 
@@ -524,6 +528,13 @@ class SqliteJournal:
             conn.execute("PRAGMA foreign_keys=ON")
             self._conn = conn
             self._migrate(conn)
+        except sqlite3.OperationalError as exc:
+            # I/O trouble (a full or read-only disk), not a foreign file.
+            conn.close()
+            self._conn = None
+            raise TransferError(
+                f"journal {path}: cannot use it: {exc} (is its disk full or read-only?)"
+            ) from None
         except sqlite3.DatabaseError as exc:
             conn.close()
             self._conn = None

@@ -68,6 +68,13 @@ def format_summary(summary: RunSummary) -> str:
     parts = []
     if rows:
         parts.append(_table(["", "outcome", "image", "target", "bytes", "time", "note"], rows))
+    errors = [
+        f"  {r.source_name} ({r.source_id}) -> {r.target_key}: {r.error}"
+        for r in sorted(summary.failed, key=lambda r: (r.source_name, r.source_id, r.target_key))
+        if r.error and len(r.error) > 120
+    ]
+    if errors:  # the table cuts long notes; a failure's reason is worth reading whole
+        parts.append("errors:\n" + "\n".join(errors))
     seconds = max(summary.seconds, 1e-9)
     totals = ", ".join(f"{summary.count(o)} {o}" for o in OUTCOMES)
     parts.append(
