@@ -62,7 +62,7 @@ from transfer.errors import (
 )
 from transfer.models import Image, Member, PatchOp
 from transfer.retry import RetryPolicy, RetryState, exhausted
-from transfer.streams import TokenBucket
+from transfer.streams import TokenBucket, keep_large_buffers_in_heap
 
 log = structlog.get_logger("transfer.client")
 
@@ -286,6 +286,7 @@ class HttpTransport:
         self.settings = settings
         self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
+        self._fresh: aiohttp.ClientSession | None = None
         self._secrets: set[str] = set()
         # A bucket of request "tokens": one request may go per 1/rate seconds, no bursts.
         rate = settings.requests_per_second
@@ -294,6 +295,8 @@ class HttpTransport:
     async def open(self) -> None:
         if self._session is not None:
             return
+        # Image bodies move in large buffers; see keep_large_buffers_in_heap.
+        keep_large_buffers_in_heap()
         connector = aiohttp.TCPConnector(
             limit=0, limit_per_host=self.settings.pool_per_host, ssl=self._ssl
         )
@@ -304,19 +307,31 @@ class HttpTransport:
             sock_connect=self.settings.connect_timeout,
             sock_read=self.settings.read_timeout,
         )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=timeout,
-            read_bufsize=1 << 20,
+        common: dict[str, Any] = {
+            "timeout": timeout,
+            "read_bufsize": 1 << 20,
             # identity: image bytes must arrive as stored, and bodies are parsed as sent.
-            headers={"User-Agent": f"image-transfer/{__version__}", "Accept-Encoding": "identity"},
-            auto_decompress=False,
+            "headers": {
+                "User-Agent": f"image-transfer/{__version__}",
+                "Accept-Encoding": "identity",
+            },
+            "auto_decompress": False,
+        }
+        self._session = aiohttp.ClientSession(connector=connector, **common)
+        # Requests that may not be repeated once sent (a create without a chosen id) go on a
+        # connection of their own: a pooled one the server closed while idle would fail them
+        # after sending, and nothing could tell whether the server acted on it.
+        self._fresh = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True, ssl=self._ssl), **common
         )
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._fresh is not None:
+            await self._fresh.close()
+            self._fresh = None
 
     def register_secret(self, value: str) -> None:
         """Remember a value (token, password) to scrub from any text a server sends back."""
@@ -361,7 +376,9 @@ class HttpTransport:
                 await self._pace.consume(1)
             started = time.monotonic()
             try:
-                reply = await self._attempt(method, url, token, params, headers, body, ok, stream)
+                reply = await self._attempt(
+                    method, url, token, params, headers, body, ok, stream, mode is Retry.UNSENT
+                )
             except TransferError as exc:
                 error = exc
             else:
@@ -408,8 +425,10 @@ class HttpTransport:
         body: Body,
         ok: Collection[int],
         stream: bool,
+        fresh: bool = False,
     ) -> Reply:
-        if self._session is None:
+        session = self._fresh if fresh else self._session
+        if session is None:
             raise RuntimeError("HttpTransport used outside its 'async with' block")
         where = f"{method} {url.path}"
         send_headers = dict(headers or {})
@@ -417,7 +436,7 @@ class HttpTransport:
             send_headers["X-Auth-Token"] = token
         data = body() if callable(body) else body
         try:
-            response = await self._session.request(
+            response = await session.request(
                 method,
                 url,
                 params=params,
@@ -446,10 +465,12 @@ class HttpTransport:
         finally:
             if keep_open:
                 pass
-            elif refused and data is not None:
+            elif (refused and data is not None) or not isinstance(data, bytes | None):
                 # A server that refuses a request before reading its body (Glance under
                 # gunicorn does, for an upload it will not take) closes the connection after
-                # its answer even when it says keep-alive: never hand that one to the pool.
+                # its answer even when it says keep-alive; after a streamed upload the same
+                # can happen.  Never hand such a connection back to the pool (an upload is
+                # big: one new connection per upload costs nothing that shows).
                 response.close()
                 if transport is not None:
                     transport.close()  # the pool drops a closed connection instead of reusing it

@@ -313,7 +313,6 @@ class Pipeline:
             ok=True,
             detail=detail if isinstance(detail, dict) else None,
         )
-        await self.journal.update_entry(self.job.name, src.id, st.target.key, last_step=step)
 
     # -- create ----------------------------------------------------------------------------
 

@@ -6,16 +6,21 @@ a time, so memory per transfer stays at a chunk or two whatever the image size. 
 in worker threads (hashlib releases the GIL on large buffers) and overlaps the network I/O:
 chunk N is hashed while chunk N is sent and chunk N+1 is read.
 
+``keep_large_buffers_in_heap`` tunes glibc's allocator for those chunks (see its docstring and
+``benchmarks/README.md``).
+
 Sizes and rates use 1024-based units, as rclone does: ``500M`` is 500 MiB, ``10M`` 10 MiB/s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hashlib
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +35,46 @@ CHUNK_SIZE = 1024 * 1024  # the read size that measured best (performance-notes.
 _INLINE_BELOW = 64 * 1024
 
 _executor: ThreadPoolExecutor | None = None
+
+# glibc's mallopt parameters (malloc.h) and the values that measured best: every buffer a
+# transfer allocates (a 256 KiB socket read, a 1 MiB chunk, a send remainder) stays below
+# the mmap threshold, and up to the trim threshold of free heap is kept for the next chunk.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD = 4 * 1024 * 1024
+_TRIM_THRESHOLD = 64 * 1024 * 1024
+_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+_malloc_tuned = False
+
+
+def keep_large_buffers_in_heap() -> bool:
+    """Stop glibc from mapping and unmapping every large chunk buffer (once per process).
+
+    Each socket read makes a new 256 KiB ``bytes`` and each chunk a 1 MiB one.  glibc serves
+    such sizes with ``mmap`` and returns them with ``munmap`` (or trims the heap top after
+    them), so every chunk costs fresh zeroed pages from the kernel: about 45% of the engine's
+    system time when copying one large image (benchmarks/README.md).  Fixing the thresholds
+    keeps those buffers in the heap for reuse; peak memory is unchanged, since the chunks in
+    flight are the same.  Does nothing off glibc, or when the user set glibc's own
+    ``MALLOC_*`` variables.  Returns whether the allocator was tuned.
+    """
+    global _malloc_tuned
+    if _malloc_tuned:
+        return True
+    if not sys.platform.startswith("linux") or any(name in os.environ for name in _MALLOC_ENV):
+        return False
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return False
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError, ValueError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    _malloc_tuned = bool(
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+    )
+    return _malloc_tuned
 
 
 def _hash_executor() -> ThreadPoolExecutor:

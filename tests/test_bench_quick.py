@@ -1,0 +1,121 @@
+"""The benchmarks' quick mode runs end to end and leaves a well-formed result per scenario.
+
+It runs ``python -m benchmarks --quick`` as a user would (a subprocess: the emulator, the
+engine and the baselines are processes of their own) into a temporary results folder.  No
+timing is asserted: numbers on a shared machine say nothing in a test; their shape does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+# scenario -> the metrics its result must carry
+EXPECTED_METRICS = {
+    "large_image": ("engine", "engine_run_only", "baseline_curl_pipe", "ratio"),
+    "small_images": (
+        "baseline",
+        "engine_transfers_1",
+        "engine_transfers_4",
+        "engine_transfers_8",
+        "engine_transfers_16",
+    ),
+    "memory": ("engine_peak_rss_big", "engine_peak_rss_small", "ratio"),
+    "planning": ("plan_new", "plan_in_sync", "status", "import_floor"),
+    "fanout": (
+        "one_region",
+        "fan_out_two_regions",
+        "source_bytes_one_region",
+        "source_bytes_fan_out",
+        "time_ratio",
+    ),
+}
+ROW_KEYS = {"scenario", "engine", "baseline", "ratio", "goal", "met"}
+
+
+def positive(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    results = tmp_path_factory.mktemp("bench-results")
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--results", str(results)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return results / "quick", done.stdout
+
+
+@pytest.mark.parametrize("scenario", sorted(EXPECTED_METRICS))
+def test_each_scenario_writes_a_well_formed_result(
+    quick_run: tuple[Path, str], scenario: str
+) -> None:
+    folder, _ = quick_run
+    data = json.loads((folder / f"{scenario}.json").read_text())
+
+    assert data["scenario"] == scenario
+    assert data["mode"] == "quick"
+    assert data["title"]
+    machine = data["machine"]
+    assert positive(machine["cores"])
+    assert machine["cpu_model"] and machine["python"].count(".") == 2
+    assert positive(data["scenario_seconds"])
+    assert data["params"]["repeats"] >= 3
+
+    for name in EXPECTED_METRICS[scenario]:
+        measured = data["metrics"][name]
+        assert measured["unit"], name
+        runs = measured["runs"]
+        assert len(runs) >= 3 and all(positive(r) for r in runs), (name, runs)
+        assert measured["min"] <= measured["median"] <= measured["max"], name
+        assert positive(measured["median"]), name
+        assert measured["spread"] >= 0, name
+
+    assert data["rows"]
+    for r in data["rows"]:
+        assert set(r) == ROW_KEYS
+        assert r["scenario"] and r["engine"] and r["goal"]
+        assert r["met"] in (True, False, None)
+
+
+def test_scenarios_check_what_they_claim(quick_run: tuple[Path, str]) -> None:
+    folder, _ = quick_run
+    small = json.loads((folder / "small_images.json").read_text())
+    assert small["params"]["baseline"] in ("curl", "glanceclient")
+    assert small["params"]["transfers"] == [1, 4, 8, 16]
+    memory = json.loads((folder / "memory.json").read_text())
+    # Peak RSS is at least what the interpreter with aiohttp needs: a real measurement.
+    assert memory["metrics"]["engine_peak_rss_small"]["min"] > 20
+    planning = json.loads((folder / "planning.json").read_text())
+    assert planning["params"]["pairs"] == 2 * planning["params"]["sources"]
+    assert planning["params"]["journal_steps"] == 10_000
+
+
+def test_the_table_has_a_row_per_result_row(quick_run: tuple[Path, str]) -> None:
+    folder, stdout = quick_run
+    lines = stdout.strip().splitlines()
+    assert lines[0].split() == ["scenario", "engine", "baseline", "ratio", "goal", "met?"]
+    rows = [json.loads(p.read_text())["rows"] for p in sorted(folder.glob("*.json"))]
+    names = [r["scenario"] for group in rows for r in group]
+    assert len(lines) == 2 + len(names)
+    for name in names:
+        assert any(line.startswith(name) for line in lines[2:]), name
