@@ -4,6 +4,7 @@ process and every check reads the clouds, the journal and the spool directory.""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -126,7 +127,10 @@ async def test_too_little_disk_space_fails_clearly_and_auto_streams_instead(
 
     assert result.code == 1, result.out + result.err  # not worth retrying until space is freed
     assert "Traceback" not in result.err
-    assert result.out.count("not enough disk space to spool") == 2 * len(TARGETS), result.out
+    # One failed row per image and target, each saying why in full below the table.
+    rows = re.findall(r"^\+ +failed +img-\d+ .*not enough disk space to spool", result.out, re.M)
+    assert len(rows) == 2 * len(TARGETS), result.out
+    assert result.out.count(f"kept free ({RESERVE_ENV})") == 2 * len(TARGETS), result.out
     assert f"kept free ({RESERVE_ENV})" in result.err
     assert served(emu) == 0 and received(emu) == 0  # nothing downloaded, nothing half-filled
     assert spool_files(tmp_path / "spool") == []
