@@ -49,7 +49,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, CommandModule]]:
+def build_parser(
+    argv: Sequence[str] | None = None,
+) -> tuple[argparse.ArgumentParser, dict[str, CommandModule]]:
+    """The parser, with the arguments of the command ``argv`` names (of every command when
+    ``argv`` is None).  Only that command's module is imported: every run pays for what it
+    imports, and the emulator or the demo have no business in a nightly ``run``."""
     parser = _Parser(
         prog="image-transfer",
         description="Bulk transfer and migration of NHN Cloud (OpenStack Glance v2) images.",
@@ -57,21 +62,25 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, CommandModule]]:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    chosen = None if argv is None else next((a for a in argv if not a.startswith("-")), None)
     modules: dict[str, CommandModule] = {}
     for name, (module_path, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if chosen is not None and name != chosen:
+            continue
         module_name, _, attribute = module_path.partition(":")
         module: CommandModule = importlib.import_module(module_name)
         if attribute:
             module = getattr(module, attribute)
-        command_parser = sub.add_parser(name, help=help_text, description=help_text)
         module.configure(command_parser)
         modules[name] = module
     return parser, modules
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, modules = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser, modules = build_parser(arguments)
+    args = parser.parse_args(arguments)
     try:
         try:
             return modules[args.command].run(args)
