@@ -37,8 +37,8 @@ MARKERS = frozenset(
         "image_transfer_job",
     }
 )
-# Keys of an image as the API shows it that are not custom properties.
-_NOT_PROPERTIES = frozenset(
+# Keys of an image as the API (emulator or real Glance) shows it that are not custom properties.
+NOT_PROPERTIES = frozenset(
     {
         "id",
         "name",
@@ -63,6 +63,7 @@ _NOT_PROPERTIES = frozenset(
         "file",
         "schema",
         "locations",
+        "stores",
     }
 )
 #: Fields a copy must carry exactly as its source has them.
@@ -211,7 +212,7 @@ async def kill(proc: asyncio.subprocess.Process, signum: int = signal.SIGKILL) -
 
 
 def custom_properties(record: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if k not in _NOT_PROPERTIES}
+    return {k: v for k, v in record.items() if k not in NOT_PROPERTIES}
 
 
 def copies(emu: Emulator, region: str, owner: str) -> dict[str, list[dict[str, Any]]]:

@@ -19,57 +19,13 @@ import aiohttp
 
 from interop.server import GlanceCloud
 from tests.emulator.helpers import OCTET, Api
+from tests.engine.helpers import COPIED_FIELDS, MARKER, NOT_PROPERTIES
 from transfer.emulator import fill_bytes
 
 REPO = Path(__file__).resolve().parents[2]
-MiB = 1 << 20
-MARKER = "image_transfer_source_id"
 JOB_MARKER = "image_transfer_job"
 #: The clouds a config names (the outsider's token is never given to the engine).
 CLOUDS = ("src", "dst", "partner")
-# Keys of an image as Glance shows it that are not custom properties.
-CORE_KEYS = frozenset(
-    {
-        "id",
-        "name",
-        "status",
-        "visibility",
-        "protected",
-        "os_hidden",
-        "owner",
-        "size",
-        "virtual_size",
-        "checksum",
-        "os_hash_algo",
-        "os_hash_value",
-        "disk_format",
-        "container_format",
-        "min_disk",
-        "min_ram",
-        "tags",
-        "created_at",
-        "updated_at",
-        "self",
-        "file",
-        "schema",
-        "locations",
-        "stores",
-    }
-)
-#: Fields a copy carries exactly as its source has them.
-COPIED = (
-    "name",
-    "size",
-    "checksum",
-    "os_hash_algo",
-    "os_hash_value",
-    "disk_format",
-    "container_format",
-    "min_disk",
-    "min_ram",
-    "visibility",
-    "protected",
-)
 
 
 def token_env(cloud: str) -> str:
@@ -201,7 +157,7 @@ class GlanceApi:
                     problems.append(f"{where}: {len(records)} copies, expected one: {shown}")
                     continue
                 copy = records[0]
-                for name in COPIED:
+                for name in COPIED_FIELDS:
                     if copy.get(name) != src.get(name):
                         problems.append(f"{where}: {name} {copy.get(name)!r} != {src.get(name)!r}")
                 if sorted(copy["tags"]) != sorted(src["tags"]):
@@ -229,7 +185,7 @@ class GlanceApi:
 
 
 def custom_properties(image: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in image.items() if k not in CORE_KEYS}
+    return {k: v for k, v in image.items() if k not in NOT_PROPERTIES}
 
 
 def write_config(

@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 
 from interop.server import GlanceCloud
+from tests.engine.helpers import MiB
 from tests.interop.migration import (
     GlanceApi,
-    MiB,
     SourceImage,
     Target,
     cli,
