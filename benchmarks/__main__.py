@@ -18,7 +18,7 @@ from typing import Any
 
 from benchmarks import fanout, large_image, memory, planning, small_images
 from benchmarks.harness import RESULTS_DIR, BenchError, machine, write_result
-from transfer.logs import configure_logging
+from transfer.cli.logs import configure_logging
 
 SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
     large_image.SCENARIO: large_image.run,

@@ -32,9 +32,9 @@ from typing import Any, TypeVar
 
 import anyio
 
-from transfer.auth import CloudSession
-from transfer.client import ImageClient
-from transfer.credentials import Credentials, Secret
+from transfer.cloud.client import ImageClient
+from transfer.cloud.sessions import CloudSession
+from transfer.config.settings import Credentials, Secret
 from transfer.emulator import DEFAULT_TENANTS, Emulator
 from transfer.models import Image
 

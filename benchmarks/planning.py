@@ -46,9 +46,10 @@ from benchmarks.harness import (
     workspace,
     write_config,
 )
-from transfer.config import load_config
+from transfer.config.loader import load_config
 from transfer.emulator import DEFAULT_TENANTS, Emulator
-from transfer.journal import STEPS, open_journal
+from transfer.journal.records import STEPS
+from transfer.journal.sqlite import SqliteJournal
 from transfer.metadata import desired_target, target_image_id
 from transfer.models import Image
 
@@ -60,7 +61,7 @@ NEW_JOB = "plan-new"
 SYNC_JOB = "plan-sync"
 STATUS_JOB = "status-bench"
 # What every command pays before it does anything: the interpreter and the imports.
-IMPORT_FLOOR = [sys.executable, "-c", "import transfer.jobcli"]
+IMPORT_FLOOR = [sys.executable, "-c", "import transfer.cli.jobs"]
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ async def _seed_in_sync_targets(work: Path, emu: Emulator, source_ids: list[str]
 async def _fill_journal(path: Path, steps: int) -> None:
     """A journal of ``steps`` finished steps (whole entries of every step), as runs leave it."""
     entries = max(1, steps // len(STEPS))
-    async with open_journal(path) as journal:
+    async with SqliteJournal(path) as journal:
         run_id = await journal.start_run(STATUS_JOB, "bench")
         for n in range(entries):
             source_id = f"{n:08d}-0000-4000-8000-000000000000"
@@ -281,6 +282,6 @@ def run(mode: str, repeats: int | None = None) -> dict[str, Any]:
         notes=[
             "plan: `image-transfer plan` wall time, listing the sources and both targets "
             "through the emulator included; the journal of the plan jobs is empty",
-            "import_floor: `python -c 'import transfer.jobcli'`, the start-up any command pays",
+            "import_floor: `python -c 'import transfer.cli.jobs'`, the start-up any command pays",
         ],
     )

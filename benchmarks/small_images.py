@@ -44,8 +44,8 @@ from benchmarks.harness import (
     workspace,
     write_config,
 )
-from transfer.client import ImageClient
-from transfer.journal import open_journal
+from transfer.cloud.client import ImageClient
+from transfer.journal.sqlite import SqliteJournal
 from transfer.models import Image
 
 SCENARIO = "small_images"
@@ -119,7 +119,7 @@ def journal_commits(work: Path, batches: int = 3, per_batch: int = 100) -> list[
 
     async def measure_batches() -> list[float]:
         timings = []
-        async with open_journal(work / "commit-probe.db") as journal:
+        async with SqliteJournal(work / "commit-probe.db") as journal:
             await journal.ensure_entry(
                 "probe",
                 "source",

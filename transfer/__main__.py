@@ -2,6 +2,6 @@
 
 import sys
 
-from transfer.cli import main
+from transfer.cli.main import main
 
 sys.exit(main())

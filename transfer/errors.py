@@ -141,12 +141,42 @@ class RequestTimeout(TransportError):
     """A connect or read timeout."""
 
 
+class ConnectError(TransportError):
+    """The connection could not be opened (refused, DNS, connect timeout): nothing was sent."""
+
+
+class ConnectTimeout(ConnectError, RequestTimeout):
+    """The TCP or TLS connect did not finish in time: nothing was sent."""
+
+
+class TlsVerificationError(TransportError):
+    """The server's certificate could not be verified: repeating cannot help, and it may be
+    an interception, so it stops the run."""
+
+    retryable = False
+    fatal = True
+
+
 class ProtocolError(TransferError):
     """The server answered something that is not the Image API."""
 
 
 class IntegrityError(TransferError):
     """Bytes received differ from what was declared (size or checksum)."""
+
+
+class LeaseLost(TransferError):
+    """This worker no longer holds what it was working under (another took it over)."""
+
+
+class JobLocked(TransferError):
+    """Another live run holds the job."""
+
+    fatal = True
+
+
+class TooManyDeletions(TransferError):
+    """A prune would delete more than ``max_delete``: nothing was deleted."""
 
 
 class SpoolError(TransferError):

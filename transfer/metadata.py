@@ -15,7 +15,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from transfer.config import OS_TYPES, CopyConfig
+from transfer.config.settings import OS_TYPES, CopyConfig
 from transfer.models import CORE_KEYS, Image, PatchOp, is_reserved_key
 
 MARKER_SOURCE_REGION = "image_transfer_source_region"

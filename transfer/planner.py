@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
-from transfer.config import JobConfig
-from transfer.journal import JournalEntry
+from transfer.config.settings import JobConfig
+from transfer.journal.records import JournalEntry
 from transfer.metadata import (
     MARKER_JOB,
     MARKER_SOURCE_CHECKSUM,
@@ -290,3 +290,11 @@ def format_plan(items: Iterable[PlanItem]) -> str:
         reasons = "; ".join(item.reasons)
         lines.append(f"{item.code.value} {item.target_key} {what} {reasons}".rstrip())
     return "\n".join(lines)
+
+
+def plan_counts(items: Sequence[PlanItem]) -> Mapping[Code, int]:
+    """How many items of a plan have each code."""
+    counts = dict.fromkeys(Code, 0)
+    for item in items:
+        counts[item.code] += 1
+    return counts

@@ -6,8 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from transfer.client import HttpSettings
-from transfer.credentials import Credentials, Secret
+from transfer.config.settings import Credentials, HttpSettings, Secret
 from transfer.emulator import Emulator, TenantSpec
 
 #: Retries fast enough for tests, still several attempts deep.

@@ -14,9 +14,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.client.conftest import FAST, credentials_for
-from transfer.auth import CloudSession
-from transfer.client import HttpSettings, ImageClient
-from transfer.credentials import Credentials, Secret
+from transfer.cloud.client import ImageClient
+from transfer.cloud.sessions import CloudSession
+from transfer.config.settings import Credentials, HttpSettings, Secret
 from transfer.emulator import Emulator
 from transfer.errors import (
     AuthError,

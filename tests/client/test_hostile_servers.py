@@ -16,12 +16,13 @@ import pytest
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from transfer.auth import CloudSession
-from transfer.client import ConnectError, HttpSettings, ImageClient
-from transfer.credentials import Credentials, Secret
+from transfer.cloud.client import ImageClient
+from transfer.cloud.sessions import CloudSession
+from transfer.config.settings import Credentials, HttpSettings, Secret
 from transfer.errors import (
     AuthError,
     Conflict,
+    ConnectError,
     NotFound,
     ProtocolError,
     ServerError,

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import pytest
 import structlog
 
-from transfer.cli import main
+from transfer.cli.main import main
 from transfer.emulator import Emulator, TenantSpec
 
 T = TypeVar("T")

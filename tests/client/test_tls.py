@@ -11,9 +11,8 @@ import pytest
 from aiohttp import web
 
 from tests.client.test_hostile_servers import FAST, Recorder, image_json, serve, token_credentials
-from transfer.auth import CloudSession
-from transfer.client import TlsVerificationError
-from transfer.errors import ConfigError
+from transfer.cloud.sessions import CloudSession
+from transfer.errors import ConfigError, TlsVerificationError
 
 
 @pytest.fixture(scope="module")

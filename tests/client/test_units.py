@@ -10,16 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from transfer.client import (
-    HttpSettings,
-    _content_md5,
-    _content_range,
-    _parse_retry_after,
-    _server_message,
-)
+from transfer.cli.images import configure, credentials_from_args, region_from_args
+from transfer.cloud.client import _content_md5, _content_range
+from transfer.cloud.retry import RetryPolicy, RetryState, exhausted
+from transfer.cloud.transport import _parse_retry_after, _server_message
+from transfer.config.settings import HttpSettings
 from transfer.errors import ConfigError, ProtocolError, ServerError, TransportError
-from transfer.images_cli import configure, credentials_from_args, region_from_args
-from transfer.retry import RetryPolicy, RetryState, exhausted
 
 
 def test_backoff_grows_with_full_jitter_and_stops_at_the_attempt_budget() -> None:

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from tests.emulator.helpers import Api
-from transfer.cli import main
+from transfer.cli.main import main
 from transfer.emulator import derive_tenant_id
 
 REPO = Path(__file__).resolve().parents[2]

@@ -23,7 +23,8 @@ import aiohttp
 from tests.conftest import token
 from tests.emulator.helpers import Api
 from transfer.emulator import Emulator, TenantSpec, tenant_from_name
-from transfer.journal import JournalEntry, open_journal
+from transfer.journal.records import JournalEntry
+from transfer.journal.sqlite import SqliteJournal
 
 REPO = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
@@ -311,7 +312,7 @@ async def copy_problems(
 
 
 async def journal_entries(config_dir: Path, job: str = JOB) -> dict[tuple[str, str], JournalEntry]:
-    async with open_journal(config_dir / "journal.db") as journal:
+    async with SqliteJournal(config_dir / "journal.db") as journal:
         return await journal.entries(job)
 
 

@@ -30,11 +30,15 @@ from tests.engine.helpers import (
     share,
     write_config,
 )
-from transfer.client import HttpSettings
-from transfer.config import load_config
+from transfer.cloud.sessions import open_clouds
+from transfer.config.loader import load_config
+from transfer.config.settings import HttpSettings
 from transfer.emulator import Emulator
-from transfer.engine import Difference, RunSummary, build_plan, open_clouds, run_plan, verify_plan
-from transfer.journal import open_journal
+from transfer.engine.planning import build_plan
+from transfer.engine.results import Difference, RunSummary
+from transfer.engine.runner import run_plan
+from transfer.engine.verification import verify_plan
+from transfer.journal.sqlite import SqliteJournal
 from transfer.planner import Code
 
 #: Retries fast enough for tests, still several attempts deep.
@@ -51,7 +55,7 @@ async def run_job(config_path: Path) -> tuple[RunSummary, list[Code]]:
     """Plan and run the job once; the plan's codes come back too."""
     config = load_config(config_path, environ=environment())
     async with (
-        open_journal(config.journal.path) as journal,
+        SqliteJournal(config.journal.path) as journal,
         open_clouds(config, FAST) as clouds,
     ):
         plan = await build_plan(config, config.jobs[JOB], clouds, journal)
@@ -62,7 +66,7 @@ async def run_job(config_path: Path) -> tuple[RunSummary, list[Code]]:
 async def verify_job(config_path: Path) -> list[Difference]:
     config = load_config(config_path, environ=environment())
     async with (
-        open_journal(config.journal.path) as journal,
+        SqliteJournal(config.journal.path) as journal,
         open_clouds(config, FAST) as clouds,
     ):
         return await verify_plan(await build_plan(config, config.jobs[JOB], clouds, journal))
@@ -195,7 +199,7 @@ async def test_a_pair_found_in_sync_is_journaled_done_whatever_a_killed_run_wrot
     summary, _ = await run_job(config)
     assert summary.failed == []
     # What a run killed inside the last step leaves behind: entries still "running".
-    async with open_journal(tmp_path / "journal.db") as journal:
+    async with SqliteJournal(tmp_path / "journal.db") as journal:
         for source_id in sources:
             for target in TARGETS:
                 await journal.update_entry(JOB, source_id, target.key, state="running")

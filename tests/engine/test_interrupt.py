@@ -32,7 +32,7 @@ from tests.engine.helpers import (
     write_config,
 )
 from transfer.emulator import Emulator
-from transfer.journal import open_journal
+from transfer.journal.sqlite import SqliteJournal
 
 # Bytes per second per connection: slow enough that a signal lands mid-upload.
 BANDWIDTH = 20_000_000
@@ -106,7 +106,7 @@ async def test_sigkill_at_random_moments_then_resume_leaves_exactly_one_copy_eac
 
     assert await copy_problems(emu, http, sources) == []
     assert await journal_problems(tmp_path, sources) == []
-    async with open_journal(tmp_path / "journal.db") as journal:
+    async with SqliteJournal(tmp_path / "journal.db") as journal:
         runs = await journal.runs(JOB)
     assert len(runs) == 5
     assert [r.outcome for r in runs] == ["ok", None, None, None, None]  # newest first
@@ -135,7 +135,7 @@ async def test_sigterm_finishes_the_images_in_flight_and_exits_130(
     entries = await journal_entries(tmp_path)
     pairs = len(sources) * len(TARGETS)
     assert 0 < len(entries) < pairs
-    async with open_journal(tmp_path / "journal.db") as journal:
+    async with SqliteJournal(tmp_path / "journal.db") as journal:
         for (source_id, key), entry in entries.items():
             assert entry.state == "done", entry
             assert entry.last_step == "protect", entry

@@ -20,11 +20,14 @@ from tests.engine.helpers import (
     custom_properties,
     password_env,
 )
-from transfer.client import HttpSettings
-from transfer.config import load_config
+from transfer.cloud.sessions import open_clouds
+from transfer.config.loader import load_config
+from transfer.config.settings import HttpSettings
 from transfer.emulator import Emulator, TenantSpec
-from transfer.engine import RunSummary, build_plan, open_clouds, run_plan
-from transfer.journal import open_journal
+from transfer.engine.planning import build_plan
+from transfer.engine.results import RunSummary
+from transfer.engine.runner import run_plan
+from transfer.journal.sqlite import SqliteJournal
 
 #: Retries fast enough for tests, still several attempts deep.
 FAST = HttpSettings(attempts=6, backoff_base=0.01, backoff_cap=0.1, retry_total=20.0)
@@ -93,7 +96,7 @@ async def run_job(
 ) -> RunSummary:
     config = load_config(config_path, environ=environment(clouds))
     async with (
-        open_journal(config.journal.path) as journal,
+        SqliteJournal(config.journal.path) as journal,
         open_clouds(config, FAST) as clouds_,
     ):
         plan = await build_plan(config, config.jobs[JOB], clouds_, journal)

@@ -35,7 +35,7 @@ from tests.fanout.helpers import (
     write_config,
 )
 from transfer.emulator import Emulator
-from transfer.journal import open_journal
+from transfer.journal.sqlite import SqliteJournal
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ async def test_two_targets_read_each_source_once_and_both_verify(
     if verify == "full":
         # The bytes were hashed once, in flight, and each target was proven against them.
         assert all(r.md5 and r.sha512 for r in summary.results), summary.results
-    async with open_journal(tmp_path / "journal.db") as journal:
+    async with SqliteJournal(tmp_path / "journal.db") as journal:
         for source_id, size in zip(sources, sizes, strict=True):
             for target in TARGETS:
                 steps = await journal.steps(JOB, source_id, target.key)
@@ -116,7 +116,7 @@ async def test_a_target_failing_mid_upload_retries_alone(
     assert copy_problems_in(emu, far, "JP1", [source]) == []
     [far_copy] = copies(far, "JP1", DST.tenant_id)[source]
     assert same_bytes(far, "JP1", far_copy["id"], emu, source)
-    async with open_journal(tmp_path / "journal.db") as journal:
+    async with SqliteJournal(tmp_path / "journal.db") as journal:
         entries = await journal.entries(JOB)
         assert {key: e.state for key, e in entries.items()} == {
             (source, "src/KR2"): "done",

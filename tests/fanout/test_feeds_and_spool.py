@@ -11,12 +11,11 @@ import anyio
 import pytest
 
 from tests.engine.helpers import SRC, TENANTS, MiB, seed_many
-from transfer.auth import CloudSession
-from transfer.client import ImageClient
-from transfer.credentials import Credentials, Secret
+from transfer.cloud.client import ImageClient
+from transfer.cloud.sessions import CloudSession
+from transfer.config.settings import Credentials, Secret
 from transfer.emulator import Emulator
-from transfer.errors import Forbidden, IntegrityError, SpoolError
-from transfer.feeds import (
+from transfer.engine.feeds import (
     AUTO_FANOUT_MIN_SIZE,
     SHARED_BUFFER,
     DirectFeed,
@@ -24,9 +23,11 @@ from transfer.feeds import (
     SharedFeed,
     spool_reason,
 )
-from transfer.journal import JournalEntry, SqliteJournal, open_journal
+from transfer.engine.spool import SpoolArea
+from transfer.errors import Forbidden, IntegrityError, SpoolError
+from transfer.journal.records import JournalEntry
+from transfer.journal.sqlite import SqliteJournal
 from transfer.models import Image
-from transfer.spool import SpoolArea
 
 JOB = "unit"
 
@@ -51,7 +52,7 @@ async def client(emu: Emulator) -> AsyncIterator[ImageClient]:
 
 @pytest.fixture
 async def journal(tmp_path: Path) -> AsyncIterator[SqliteJournal]:
-    async with open_journal(tmp_path / "journal.db") as opened:
+    async with SqliteJournal(tmp_path / "journal.db") as opened:
         yield opened
 
 

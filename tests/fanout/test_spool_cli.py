@@ -29,8 +29,9 @@ from tests.engine.helpers import (
 )
 from tests.fanout.helpers import mode, same_bytes, served, spool_files
 from transfer.emulator import Emulator
-from transfer.journal import SpoolRecord, open_journal
-from transfer.spool import RESERVE_ENV
+from transfer.engine.spool import RESERVE_ENV
+from transfer.journal.records import SpoolRecord
+from transfer.journal.sqlite import SqliteJournal
 
 RETRYABLE = 4  # exit code: some images failed, every failure transient
 
@@ -42,7 +43,7 @@ async def emu() -> AsyncIterator[Emulator]:
 
 
 async def spool_records(config_dir: Path) -> list[SpoolRecord]:
-    async with open_journal(config_dir / "journal.db") as journal:
+    async with SqliteJournal(config_dir / "journal.db") as journal:
         return await journal.spools(JOB)
 
 

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from interop.server import GlanceCloud
-from transfer.auth import CloudSession
-from transfer.client import HttpSettings, ImageClient
-from transfer.credentials import Credentials, Secret
+from transfer.cloud.client import ImageClient
+from transfer.cloud.sessions import CloudSession
+from transfer.config.settings import Credentials, HttpSettings, Secret
 from transfer.errors import Conflict
 
 FIELDS = {"os_type": "linux", "disk_format": "raw", "container_format": "bare"}

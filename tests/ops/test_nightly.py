@@ -38,10 +38,12 @@ from tests.engine.helpers import (
     start_cli,
     write_config,
 )
-from transfer.config import load_config
+from transfer.cloud.sessions import open_clouds
+from transfer.config.loader import load_config
 from transfer.emulator import Emulator
-from transfer.engine import build_plan, open_clouds, run_plan
-from transfer.journal import open_journal
+from transfer.engine.planning import build_plan
+from transfer.engine.runner import run_plan
+from transfer.journal.sqlite import SqliteJournal
 from transfer.streams import TokenBucket
 
 
@@ -170,7 +172,7 @@ async def test_bwlimit_holds_the_average_rate_near_the_cap(
     config = load_config(config_path)
     job = config.jobs[JOB]
     cap = 6 * MiB  # about four seconds of transfer: fixed costs (journal fsyncs) amortised
-    async with open_journal(config.journal.path) as journal, open_clouds(config) as clouds:
+    async with SqliteJournal(config.journal.path) as journal, open_clouds(config) as clouds:
         plan = await build_plan(config, job, clouds, journal)
         started = time.monotonic()
         summary = await run_plan(plan, journal=journal, bucket=TokenBucket(cap))

@@ -19,7 +19,7 @@ from tests.engine.helpers import (
     new_emulator,
     seed_many,
 )
-from transfer.config import load_config
+from transfer.config.loader import load_config
 from transfer.emulator import Emulator
 from transfer.errors import ConfigError
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from transfer.config import JobConfig, load_config, parse_duration
+from transfer.config.loader import load_config, parse_duration
+from transfer.config.settings import JobConfig
 from transfer.errors import ConfigError
 
 BASE = """

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from transfer.engine import RunSummary
-from transfer.lock import JobLocked, job_lock
-from transfer.metrics import render_metrics, write_metrics
-from transfer.pipeline import ItemResult
+from transfer.bandwidth import parse_bwlimit
+from transfer.cli.metrics import render_metrics, write_metrics
+from transfer.engine.results import ItemResult, RunSummary
+from transfer.errors import JobLocked
+from transfer.journal.lock import job_lock
 from transfer.planner import Code
-from transfer.schedule import parse_bwlimit
 
 MiB = 1 << 20
 
@@ -73,7 +73,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from transfer.lock import job_lock\n"
+            "import sys, time; from pathlib import Path; from transfer.journal.lock import job_lock\n"
             f"with job_lock(Path({str(journal)!r}), 'nightly'):\n"
             "    print('held', flush=True); time.sleep(60)",
         ],

@@ -12,7 +12,7 @@ import sys
 
 import anyio
 
-from transfer.journal_pg import PgJournal
+from transfer.journal.postgres import PgJournal
 
 
 async def main(url: str, job: str, worker: str, hold: float) -> None:

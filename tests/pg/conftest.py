@@ -31,8 +31,9 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from transfer.journal import Journal, SqliteJournal
-from transfer.journal_pg import PgJournal
+from transfer.journal import Journal
+from transfer.journal.postgres import PgJournal
+from transfer.journal.sqlite import SqliteJournal
 
 # A role whose password the started cluster checks (scram), so password handling is tested
 # against a server that really asks for one.

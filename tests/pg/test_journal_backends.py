@@ -13,7 +13,9 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from transfer.journal import STEPS, ItemKey, Journal, JournalEntry, LeaseLost
+from transfer.errors import LeaseLost
+from transfer.journal import Journal
+from transfer.journal.records import STEPS, ItemKey, JournalEntry
 
 JOB = "job1"
 KEY = "dst/KR2"

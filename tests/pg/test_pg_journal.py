@@ -16,11 +16,13 @@ import psycopg
 import pytest
 
 from tests.pg.conftest import PASSWORD_ROLE, PgDatabase, PgServer
-from transfer.config import JournalConfig, load_config
-from transfer.credentials import Secret
+from transfer.config.loader import load_config
+from transfer.config.settings import JournalConfig, Secret
 from transfer.errors import TransferError
-from transfer.journal import ItemKey, PlanTicket, SqliteJournal, open_configured
-from transfer.journal_pg import PG_MIGRATIONS, PgJournal
+from transfer.journal import open_journal
+from transfer.journal.postgres import PG_MIGRATIONS, PgJournal
+from transfer.journal.records import ItemKey, PlanTicket
+from transfer.journal.sqlite import SqliteJournal
 
 JOB = "job1"
 KEY = "dst/KR2"
@@ -267,13 +269,13 @@ async def test_password_from_the_config_or_pgpass(
     environ = {"JOURNAL_PW": "correct horse", "API_PW": "x", "HOME": str(tmp_path)}
     config = load_config(config_file, environ=environ, resolve_secrets=False)
     assert config.journal.url == url and "correct horse" not in repr(config)
-    async with open_configured(config.journal) as journal:
+    async with open_journal(config.journal) as journal:
         assert isinstance(journal, PgJournal)
         await journal.start_run(JOB, "w")
     if server.own:  # this cluster's pg_hba.conf makes the role prove its password
         wrong = JournalConfig(path=tmp_path / "unused.db", url=url, password=Secret("battery"))
         with pytest.raises(TransferError, match="password authentication failed") as info:
-            async with open_configured(wrong):
+            async with open_journal(wrong):
                 pass
         assert "battery" not in str(info.value)
     # No password in the config: libpq's password file provides it.
@@ -286,9 +288,9 @@ async def test_password_from_the_config_or_pgpass(
 
 
 def test_open_configured_picks_the_backend(tmp_path: Path) -> None:
-    sqlite = open_configured(JournalConfig(path=tmp_path / "j.db"))
+    sqlite = open_journal(JournalConfig(path=tmp_path / "j.db"))
     assert isinstance(sqlite, SqliteJournal) and sqlite.path == tmp_path / "j.db"
-    pg = open_configured(
+    pg = open_journal(
         JournalConfig(path=tmp_path / "j.db", url="postgresql://op@db:5432/jobs", password=None)
     )
     assert isinstance(pg, PgJournal) and pg.display == "postgresql://op@db:5432/jobs"

@@ -28,7 +28,7 @@ from tests.engine.helpers import (
 )
 from tests.pg.conftest import PgDatabase
 from transfer.emulator import Emulator
-from transfer.journal_pg import PgJournal
+from transfer.journal.postgres import PgJournal
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from transfer.cli import main
+from transfer.cli.main import main
 
 SRC_PASSWORD = "rel-src-Pw-5e1f0c"
 DST_PASSWORD = "rel-dst-Pw-93ab77"

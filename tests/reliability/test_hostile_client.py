@@ -20,8 +20,8 @@ from tests.reliability.hostile import (
     SourceImage,
     fill,
 )
-from transfer.auth import CloudSession
-from transfer.credentials import Credentials, Secret
+from transfer.cloud.sessions import CloudSession
+from transfer.config.settings import Credentials, Secret
 from transfer.errors import (
     AuthError,
     CatalogError,

@@ -39,11 +39,12 @@ from tests.reliability.hostile import (
     token_cloud,
     write_config,
 )
-from transfer.config import load_config
+from transfer.cloud.sessions import open_clouds
+from transfer.config.loader import load_config
 from transfer.emulator import Emulator, tenant_from_name
-from transfer.engine import build_plan, open_clouds
+from transfer.engine.planning import build_plan
 from transfer.errors import ServerError, TransferError, TransportError
-from transfer.journal import open_journal
+from transfer.journal.sqlite import SqliteJournal
 
 DST = tenant_from_name("dst", "dst@example.com", "dst-Pw-5c0ffee1")
 ENV = {"REL_HOSTILE_TOKEN": TOKEN, "REL_HOSTILE_PW": SOURCE_PASSWORD, "REL_DST_PW": DST.password}
@@ -282,7 +283,7 @@ async def test_a_transient_listing_fault_is_retried_within_budget_then_stops_the
         path = config_for(tmp_path, emu, token_cloud(cloud.endpoint(case)))
         config = load_config(path, environ=ENV)
         async with (
-            open_journal(config.journal.path) as journal,
+            SqliteJournal(config.journal.path) as journal,
             open_clouds(config, FAST) as clouds,
         ):
             with pytest.raises(error) as caught:

@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.unit.factories import image
-from transfer.config import Config, CopyConfig, load_config
+from transfer.config.loader import load_config
+from transfer.config.settings import Config, CopyConfig
 from transfer.errors import ConfigError
 from transfer.metadata import build_patch, desired_target, metadata_differences, property_string
 from transfer.models import CORE_KEYS, READ_ONLY_KEYS, Image, PatchOp, is_reserved_key

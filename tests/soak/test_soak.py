@@ -30,7 +30,7 @@ from tests.engine.helpers import (
     write_config,
 )
 from tests.soak.driver import Settings, soak
-from transfer.journal import open_journal
+from transfer.journal.sqlite import SqliteJournal
 
 SHORT = Settings(
     seed=7,
@@ -70,7 +70,7 @@ async def test_a_run_stopped_before_its_members_were_accepted_is_finished_by_the
         # As a SIGKILL between the "properties" and "share" steps leaves things: the copy is
         # active with its metadata patched, it has no members, the journal says running.
         target = TARGETS[0]
-        async with open_journal(tmp_path / "journal.db") as journal:
+        async with SqliteJournal(tmp_path / "journal.db") as journal:
             entry = (await journal.entries(JOB))[(sources[0], target.key)]
             assert entry.target_id is not None
             await journal.update_entry(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from transfer.config import CopyConfig, Endpoint, JobConfig
+from transfer.config.settings import CopyConfig, Endpoint, JobConfig
 from transfer.models import Image
 
 

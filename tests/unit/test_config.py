@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.unit.factories import image
-from transfer.config import Config, SelectConfig, load_config, load_credentials
+from transfer.config.loader import load_config, load_credentials
+from transfer.config.settings import Config, SelectConfig
 from transfer.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

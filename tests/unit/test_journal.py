@@ -11,7 +11,8 @@ import anyio
 import pytest
 
 from transfer.errors import TransferError
-from transfer.journal import MIGRATIONS, STEPS, JournalEntry, SqliteJournal, open_journal
+from transfer.journal.records import STEPS, JournalEntry
+from transfer.journal.sqlite import MIGRATIONS, SqliteJournal
 
 JOB = "job1"
 KEY = "dst/KR2"
@@ -34,7 +35,7 @@ async def add_entry(
 
 async def test_everything_written_survives_close_and_reopen(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
-    async with open_journal(path) as journal:
+    async with SqliteJournal(path) as journal:
         run_id = await journal.start_run(JOB, "host:1")
         created = await add_entry(journal, "s1")
         assert (created.state, created.last_step, created.attempts) == ("pending", None, 0)
@@ -47,7 +48,7 @@ async def test_everything_written_survives_close_and_reopen(tmp_path: Path) -> N
         await journal.update_entry(JOB, "s1", KEY, attempts=1, bytes_done=100, md5="m" * 32)
         await journal.finish_run(run_id, "partial", {"failed": 1})
 
-    async with open_journal(path) as journal:
+    async with SqliteJournal(path) as journal:
         entries = await journal.entries(JOB)
         assert list(entries) == [("s1", KEY)]
         got = entries[("s1", KEY)]
@@ -75,7 +76,7 @@ async def test_everything_written_survives_close_and_reopen(tmp_path: Path) -> N
 
 async def test_a_write_is_committed_before_the_call_returns(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
-    async with open_journal(path) as journal:
+    async with SqliteJournal(path) as journal:
         await add_entry(journal, "s1")
         await journal.update_entry(JOB, "s1", KEY, state="done", last_step="accept")
         # Another connection (as another process would) sees it while the journal is open.
@@ -91,7 +92,7 @@ async def test_a_write_is_committed_before_the_call_returns(tmp_path: Path) -> N
 
 async def test_files_are_private_and_parents_created(tmp_path: Path) -> None:
     path = tmp_path / "state" / "image-transfer" / "journal.db"
-    async with open_journal(path) as journal:
+    async with SqliteJournal(path) as journal:
         await add_entry(journal, "s1")
         files = [path, path.with_name("journal.db-wal"), path.with_name("journal.db-shm")]
         for file in files:
@@ -101,7 +102,7 @@ async def test_files_are_private_and_parents_created(tmp_path: Path) -> None:
 
 
 async def test_new_target_id_resets_progress_but_not_history(tmp_path: Path) -> None:
-    async with open_journal(tmp_path / "j.db") as journal:
+    async with SqliteJournal(tmp_path / "j.db") as journal:
         run_id = await journal.start_run(JOB, "w")
         await add_entry(journal, "s1", "old")
         await journal.step_started(JOB, "s1", KEY, "upload", run_id)
@@ -133,7 +134,7 @@ async def test_new_target_id_resets_progress_but_not_history(tmp_path: Path) -> 
 
 
 async def test_bad_calls_are_refused(tmp_path: Path) -> None:
-    async with open_journal(tmp_path / "j.db") as journal:
+    async with SqliteJournal(tmp_path / "j.db") as journal:
         run_id = await journal.start_run(JOB, "w")
         with pytest.raises(LookupError, match="no entry for job1 nope -> dst/KR2"):
             await journal.update_entry(JOB, "nope", KEY, state="done")
@@ -149,7 +150,7 @@ async def test_bad_calls_are_refused(tmp_path: Path) -> None:
 
 
 async def test_concurrent_writers_from_many_tasks(tmp_path: Path) -> None:
-    async with open_journal(tmp_path / "j.db") as journal:
+    async with SqliteJournal(tmp_path / "j.db") as journal:
         run_id = await journal.start_run(JOB, "w")
 
         async def work(index: int) -> None:
@@ -173,7 +174,7 @@ async def test_concurrent_writers_from_many_tasks(tmp_path: Path) -> None:
 
 
 async def test_reset_job_forgets_entries_and_steps_but_not_runs(tmp_path: Path) -> None:
-    async with open_journal(tmp_path / "j.db") as journal:
+    async with SqliteJournal(tmp_path / "j.db") as journal:
         run_id = await journal.start_run(JOB, "w")
         other_run = await journal.start_run("job2", "w")
         await add_entry(journal, "s1")
@@ -222,7 +223,7 @@ async def test_migrations_apply_one_transaction_each(tmp_path: Path) -> None:
 
 async def test_a_journal_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
-    async with open_journal(path):
+    async with SqliteJournal(path):
         pass
     with sqlite3.connect(path) as conn:
         conn.execute("INSERT INTO schema_migrations VALUES (?, 'later')", (len(MIGRATIONS) + 1,))
@@ -230,7 +231,7 @@ async def test_a_journal_from_a_newer_version_is_refused(tmp_path: Path) -> None
     with pytest.raises(
         TransferError, match=rf"schema version {newer} is newer than this image-transfer"
     ):
-        async with open_journal(path):
+        async with SqliteJournal(path):
             pass
 
 
@@ -238,13 +239,13 @@ async def test_corrupt_and_foreign_files_are_named(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not a database" * 100)
     with pytest.raises(TransferError, match=r"garbage\.db: not an image-transfer journal"):
-        async with open_journal(garbage):
+        async with SqliteJournal(garbage):
             pass
     foreign = tmp_path / "foreign.db"
     with sqlite3.connect(foreign) as conn:
         conn.execute("CREATE TABLE photos (id INTEGER)")
     with pytest.raises(TransferError, match=r"foreign\.db: an SQLite database of something else"):
-        async with open_journal(foreign):
+        async with SqliteJournal(foreign):
             pass
 
 
@@ -255,7 +256,7 @@ async def test_not_opened_is_a_clear_error(tmp_path: Path) -> None:
 
 async def test_status_queries_stay_fast_with_100k_steps(tmp_path: Path) -> None:
     path = tmp_path / "big.db"
-    async with open_journal(path) as journal:
+    async with SqliteJournal(path) as journal:
         run_id = await journal.start_run(JOB, "w")
     now = "2024-01-01T00:00:00.000Z"
     with sqlite3.connect(path) as conn:
@@ -285,7 +286,7 @@ async def test_status_queries_stay_fast_with_100k_steps(tmp_path: Path) -> None:
             )
         }
     assert all("INDEX" in plan and "SCAN steps" not in plan for plan in plans.values()), plans
-    async with open_journal(path) as journal:
+    async with SqliteJournal(path) as journal:
         started = time.perf_counter()
         for index in range(50):
             steps = await journal.steps(JOB, f"s{index:05}", KEY)

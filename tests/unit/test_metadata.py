@@ -7,7 +7,7 @@ from types import MappingProxyType
 from typing import Any
 
 from tests.unit.factories import image
-from transfer.config import CopyConfig
+from transfer.config.settings import CopyConfig
 from transfer.metadata import (
     MARKER_JOB,
     MARKER_KEYS,

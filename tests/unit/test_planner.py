@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.factories import image, job
-from transfer.config import CopyConfig, JobConfig
-from transfer.journal import JournalEntry
+from transfer.config.settings import CopyConfig, JobConfig
+from transfer.journal.records import JournalEntry
 from transfer.metadata import (
     MARKER_SOURCE_CHECKSUM,
     build_patch,

@@ -16,16 +16,19 @@ from pathlib import Path
 
 import anyio
 
-from transfer.auth import CloudSession
-from transfer.config import load_config
-from transfer.credentials import Credentials, Secret
-from transfer.display import show_progress
+from transfer.cli.display import show_progress
+from transfer.cli.logs import configure_logging
+from transfer.cli.report import format_differences, format_plan_summary, format_summary
+from transfer.cloud.sessions import CloudSession, open_clouds
+from transfer.config.loader import load_config
+from transfer.config.settings import Credentials, Secret
 from transfer.emulator import Emulator
-from transfer.engine import Progress, build_plan, open_clouds, run_plan, verify_plan
-from transfer.journal import open_journal
-from transfer.logs import configure_logging
+from transfer.engine.planning import build_plan
+from transfer.engine.results import Progress
+from transfer.engine.runner import run_plan
+from transfer.engine.verification import verify_plan
+from transfer.journal.sqlite import SqliteJournal
 from transfer.planner import Code, format_plan
-from transfer.report import format_differences, format_plan_summary, format_summary
 
 MiB = 1 << 20
 
@@ -192,7 +195,7 @@ async def demo(workdir: Path, scale: float) -> int:
             + ")\n"
         )
 
-        async with open_journal(config.journal.path) as journal, open_clouds(config) as clouds:
+        async with SqliteJournal(config.journal.path) as journal, open_clouds(config) as clouds:
             plan = await build_plan(config, job, clouds, journal)
             print("plan:")
             print(format_plan(plan.items))

@@ -33,13 +33,13 @@ class CommandModule(Protocol):
 # command name -> ("module" or "module:attribute", one-line help).  The module (or the named
 # attribute of it) provides configure() and run().
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("transfer.demo", "run a real migration between emulated regions and tenants"),
-    "plan": ("transfer.jobcli:plan", "show what a job would do (dry run)"),
-    "run": ("transfer.jobcli:run", "run a job, or resume it where it stopped"),
-    "status": ("transfer.jobcli:status", "show where jobs stand, from the journal"),
-    "verify": ("transfer.jobcli:verify", "deep-compare a job's sources and targets"),
+    "demo": ("transfer.cli.demo", "run a real migration between emulated regions and tenants"),
+    "plan": ("transfer.cli.jobs:plan", "show what a job would do (dry run)"),
+    "run": ("transfer.cli.jobs:run", "run a job, or resume it where it stopped"),
+    "status": ("transfer.cli.jobs:status", "show where jobs stand, from the journal"),
+    "verify": ("transfer.cli.jobs:verify", "deep-compare a job's sources and targets"),
     "emulator": ("transfer.emulator.cli", "run the emulated NHN cloud (identity + image regions)"),
-    "images": ("transfer.images_cli", "every Image API call: list, show, create, upload, ..."),
+    "images": ("transfer.cli.images", "every Image API call: list, show, create, upload, ..."),
 }
 
 

@@ -9,8 +9,6 @@ repository root documents every key this module accepts.
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 import os
 import re
 import stat
@@ -24,199 +22,35 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from transfer.credentials import NHN_IDENTITY_URL, Credentials, Secret
+from transfer.bandwidth import Timetable, parse_bwlimit
+from transfer.config.settings import (
+    _ENV_RE,
+    _LOOPBACK_HOSTS,
+    _NAME_RE,
+    _REGION_RE,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    MEMBER_STATUSES,
+    MISMATCH_ACTIONS,
+    NHN_IDENTITY_URL,
+    OS_TYPES,
+    SPOOL_MODES,
+    VERIFY_MODES,
+    VISIBILITIES,
+    Config,
+    CopyConfig,
+    Credentials,
+    Endpoint,
+    JobConfig,
+    JournalConfig,
+    LogConfig,
+    Secret,
+    SelectConfig,
+    suggestion,
+)
+from transfer.config.sources import clouds_yaml_entry, openstack_environment
 from transfer.errors import ConfigError
-from transfer.models import IMAGE_STATUSES, Image
-from transfer.schedule import Timetable, parse_bwlimit
-
-LOG_LEVELS = ("debug", "info", "warning", "error")
-LOG_FORMATS = ("auto", "console", "json")
-VERIFY_MODES = ("auto", "full")
-MISMATCH_ACTIONS = ("delete", "quarantine")
-SPOOL_MODES = ("off", "auto", "always")
-OS_TYPES = ("linux", "windows")
-VISIBILITIES = ("public", "private", "shared", "community")
-MEMBER_STATUSES = ("accepted", "pending", "rejected", "all")
-
-# Names end up in journal keys, marker properties and "cloud/REGION" target keys.
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_REGION_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
-_ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_GLOB_CHARS = frozenset("*?[")
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-
-
-@dataclass(frozen=True, kw_only=True)
-class JournalConfig:
-    """Where the job journal lives: an SQLite file (``path``), or a PostgreSQL database
-    several hosts share (``url``, without its password, which is in ``password`` or left to
-    libpq: ``~/.pgpass``, ``PGPASSWORD``).  With ``url``, ``path`` still anchors this host's
-    local state (the spool folder's default place, lock files) at its default location."""
-
-    path: Path
-    url: str | None = None
-    password: Secret | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class LogConfig:
-    level: str = "info"
-    format: str = "auto"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Endpoint:
-    """One side of a job: a cloud (tenant credentials) and a region."""
-
-    cloud: str
-    region: str  # upper case
-
-    @property
-    def key(self) -> str:
-        return f"{self.cloud}/{self.region}"
-
-
-@dataclass(frozen=True, kw_only=True)
-class SelectConfig:
-    """Which source images a job copies: API filters first, then local globs and id lists."""
-
-    visibility: str | None = None
-    owner: str | None = None
-    status: str | None = "active"
-    size_min: int | None = None
-    size_max: int | None = None
-    nhncloud_product: str | None = None
-    member_status: str | None = None
-    tags: tuple[str, ...] = ()
-    names: tuple[str, ...] = ()
-    exclude_names: tuple[str, ...] = ()
-    ids: tuple[str, ...] = ()
-    exclude_ids: tuple[str, ...] = ()
-
-    def api_filters(self) -> dict[str, str | int | list[str]]:
-        """Query parameters for the list call (``tag`` repeats; no ``limit`` or ``marker``)."""
-        filters: dict[str, str | int | list[str]] = {}
-        for key in ("visibility", "owner", "status", "nhncloud_product", "member_status"):
-            value = getattr(self, key)
-            if value is not None:
-                filters[key] = value
-        if self.size_min is not None:
-            filters["size_min"] = self.size_min
-        if self.size_max is not None:
-            filters["size_max"] = self.size_max
-        if self.tags:
-            filters["tag"] = list(self.tags)
-        # One literal name can be filtered by the server; globs only locally.
-        if len(self.names) == 1 and not _GLOB_CHARS & set(self.names[0]):
-            filters["name"] = self.names[0]
-        return filters
-
-    def matches(self, image: Image) -> bool:
-        """Whether a listed image is selected (re-checks the API filters the server may ignore).
-
-        Public images (the provider's own) are selected only when ``visibility = "public"`` is
-        asked for or their id is listed in ``ids``: users cannot create public images, and a
-        migration that silently copied every public image would be a costly surprise.
-        """
-        if image.id in self.exclude_ids:
-            return False
-        if self.ids and image.id not in self.ids:
-            return False
-        if self.status is not None and image.status != self.status:
-            return False
-        if self.visibility is not None and image.visibility != self.visibility:
-            return False
-        if (
-            image.visibility == "public"
-            and self.visibility != "public"
-            and image.id not in self.ids
-        ):
-            return False
-        if self.owner is not None and image.owner != self.owner:
-            return False
-        if self.size_min is not None and (image.size is None or image.size < self.size_min):
-            return False
-        if self.size_max is not None and (image.size is None or image.size > self.size_max):
-            return False
-        if self.tags and not set(self.tags) <= set(image.tags):
-            return False
-        name = image.name or ""
-        if self.names and not any(fnmatch.fnmatchcase(name, glob) for glob in self.names):
-            return False
-        return not any(fnmatch.fnmatchcase(name, glob) for glob in self.exclude_names)
-
-
-@dataclass(frozen=True, kw_only=True)
-class CopyConfig:
-    """What a job copies besides the bytes.  Cloud names are already resolved to tenant ids."""
-
-    properties: bool = True
-    exclude_properties: tuple[str, ...] = ()
-    tags: bool = True
-    protected: bool = False
-    visibility: bool = True
-    members: bool = True
-    accept: bool = True
-    default_os_type: str = "linux"
-    share_with: tuple[str, ...] = ()  # tenant ids every target is shared with
-    member_map: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-
-    def excluded(self, key: str) -> bool:
-        """Whether a property is never copied (nor removed on the target)."""
-        return any(fnmatch.fnmatchcase(key, glob) for glob in self.exclude_properties)
-
-
-@dataclass(frozen=True, kw_only=True)
-class JobConfig:
-    name: str
-    source: Endpoint
-    targets: tuple[Endpoint, ...]
-    transfers: int = 4
-    checkers: int = 8
-    retries: int = 3
-    verify: str = "auto"
-    on_mismatch: str = "delete"
-    spool: str = "off"  # off | auto | always
-    spool_dir: Path | None = None  # default: "spool" beside the journal
-    bwlimit: Timetable | None = None  # None: no limit
-    max_duration: float | None = None  # seconds; after it no new image starts
-    request_rate: float | None = None  # API requests per second per cloud session
-    prune: bool = False  # delete this job's targets whose source is gone or superseded
-    max_delete: int | None = None  # refuse a run that would delete more than this
-    select: SelectConfig = field(default_factory=SelectConfig)
-    copy: CopyConfig = field(default_factory=CopyConfig)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Config:
-    path: Path
-    journal: JournalConfig
-    log: LogConfig
-    clouds: Mapping[str, Credentials]
-    jobs: Mapping[str, JobConfig]
-    warnings: tuple[str, ...] = ()
-
-    def job(self, name: str) -> JobConfig:
-        """The job of that name; a ConfigError naming the defined ones otherwise."""
-        try:
-            return self.jobs[name]
-        except KeyError:
-            defined = ", ".join(self.jobs) or "none"
-            hint = _suggest(name, self.jobs)
-            message = f"{self.path}: no job named {name!r}{hint} (defined: {defined})"
-            raise ConfigError(message) from None
-
-    def cloud_for_tenant(self, tenant_id: str) -> Credentials | None:
-        """The first cloud whose credentials belong to that tenant (to accept memberships)."""
-        for creds in self.clouds.values():
-            if creds.tenant_id == tenant_id:
-                return creds
-        return None
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading
-
+from transfer.models import IMAGE_STATUSES
 
 _DURATION_RE = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
 
@@ -228,59 +62,6 @@ def parse_duration(text: str) -> float | None:
         return None
     hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
     return hours * 3600 + minutes * 60 + seconds
-
-
-def clouds_yaml_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """Our cloud keys from one ``clouds.yaml`` entry (openstacksdk's layout)."""
-    auth = entry.get("auth") if isinstance(entry.get("auth"), Mapping) else {}
-    assert isinstance(auth, Mapping)
-    result: dict[str, Any] = {}
-    for ours, theirs in (
-        ("identity_url", ("auth_url",)),
-        ("username", ("username",)),
-        ("tenant_id", ("project_id", "tenant_id")),
-        ("tenant_name", ("project_name", "tenant_name")),
-    ):
-        for key in theirs:
-            if isinstance(auth.get(key), str) and auth[key]:
-                result[ours] = auth[key]
-                break
-    if isinstance(auth.get("password"), str) and auth["password"]:
-        result["password"] = Secret(auth["password"])
-    elif isinstance(auth.get("token"), str) and auth["token"]:
-        result["token"] = Secret(auth["token"])
-    if isinstance(entry.get("cacert"), str):
-        result["ca_bundle"] = entry["cacert"]
-    if entry.get("verify") is False:
-        result["insecure"] = True
-    region = entry.get("region_name")
-    override = entry.get("image_endpoint_override")
-    if isinstance(region, str) and isinstance(override, str):
-        result["endpoints"] = {region.upper(): override}
-    return result
-
-
-def openstack_environment(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Our cloud keys from the ``OS_*`` variables the openstack CLI uses."""
-    result: dict[str, Any] = {}
-    for ours, names in (
-        ("identity_url", ("OS_AUTH_URL",)),
-        ("username", ("OS_USERNAME",)),
-        ("tenant_id", ("OS_PROJECT_ID", "OS_TENANT_ID")),
-        ("tenant_name", ("OS_PROJECT_NAME", "OS_TENANT_NAME")),
-        ("ca_bundle", ("OS_CACERT",)),
-    ):
-        for name in names:
-            if environ.get(name):
-                result[ours] = environ[name]
-                break
-    if environ.get("OS_PASSWORD"):
-        result["password"] = Secret(environ["OS_PASSWORD"])
-    elif environ.get("OS_AUTH_TOKEN"):
-        result["token"] = Secret(environ["OS_AUTH_TOKEN"])
-    if environ.get("OS_IMAGE_URL") and environ.get("OS_REGION_NAME"):
-        result["endpoints"] = {environ["OS_REGION_NAME"].upper(): environ["OS_IMAGE_URL"]}
-    return result
 
 
 def load_config(
@@ -320,7 +101,7 @@ def load_credentials(
     if cloud not in clouds:
         defined = ", ".join(clouds) or "none"
         loader.problem(
-            "clouds", f"no cloud named {cloud!r}{_suggest(cloud, clouds)} (defined: {defined})"
+            "clouds", f"no cloud named {cloud!r}{suggestion(cloud, clouds)} (defined: {defined})"
         )
     loader.raise_problems()
     creds = clouds[cloud].creds
@@ -405,11 +186,6 @@ class _Cloud:
     endpoints: Mapping[str, str] = field(default_factory=dict)
     uses_token: bool = False
     creds: Credentials | None = None
-
-
-def _suggest(key: str, known: Collection[str]) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _kind(value: Any) -> str:
@@ -511,7 +287,7 @@ class _Loader:
     def check_keys(self, table: Mapping[str, Any], where: str, known: Collection[str]) -> None:
         for key in table:
             if key not in known:
-                self.problem(_join(where, key), f"unknown key{_suggest(key, known)}")
+                self.problem(_join(where, key), f"unknown key{suggestion(key, known)}")
 
     def table(self, value: Any, where: str, known: Collection[str]) -> dict[str, Any] | None:
         if value is None:
@@ -1036,7 +812,7 @@ class _Loader:
             defined = ", ".join(clouds) or "none"
             self.problem(
                 _join(where, "cloud"),
-                f"no cloud named {cloud!r}{_suggest(cloud, clouds)} (defined: {defined})",
+                f"no cloud named {cloud!r}{suggestion(cloud, clouds)} (defined: {defined})",
             )
             ok = False
         if not _REGION_RE.fullmatch(region):
@@ -1207,7 +983,7 @@ class _Loader:
         if cloud not in clouds:
             defined = ", ".join(clouds) or "none"
             self.problem(
-                where, f"no cloud named {cloud!r}{_suggest(cloud, clouds)} (defined: {defined})"
+                where, f"no cloud named {cloud!r}{suggestion(cloud, clouds)} (defined: {defined})"
             )
             return None
         tenant = clouds[cloud].tenant_id

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from transfer.engine import Difference, Progress, RunSummary, plan_counts
-from transfer.planner import Code, PlanItem
-from transfer.prune import PruneResult
+from transfer.engine.prune import PruneResult
+from transfer.engine.results import Difference, Progress, RunSummary
+from transfer.planner import Code, PlanItem, plan_counts
 
 OUTCOMES = ("copied", "repaired", "updated", "in-sync", "failed")
 

@@ -3,7 +3,7 @@
 It owns
 - ``HttpSettings`` (timeouts, pool size, retry budget, chunk size);
 - ``HttpTransport``: one aiohttp session, the per-request retry loop (backoff with jitter,
-  ``Retry-After``, one token re-issue on 401) and ``_translate``, the one place where aiohttp, OS
+  ``Retry-After``, one token re-issue on 401) and ``translate``, the one place where aiohttp, OS
   and asyncio exceptions become ``transfer.errors``; HTTP error statuses are mapped next to it in
   ``_status_error``;
 - ``ImageClient``: one typed method per Image API call, and ``Download``, a streamed body.
@@ -19,12 +19,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import email.utils
-import enum
 import json
 import re
-import ssl
-import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -35,36 +31,37 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import structlog
 import yarl
-from multidict import CIMultiDictProxy
 
-from transfer import __version__
+from transfer.cloud.retry import RetryState, exhausted
+from transfer.cloud.transport import (
+    NETWORK_ERRORS,
+    Body,
+    HttpTransport,
+    Reply,
+    Retry,
+    TokenSource,
+    Tries,
+    translate,
+)
 from transfer.errors import (
     ConfigError,
     Conflict,
     IntegrityError,
     NotFound,
     ProtocolError,
-    RequestTimeout,
-    TooManyRequests,
     TransferError,
     TransportError,
-    Unauthorized,
-    api_error_class,
 )
 from transfer.models import Image, Member, PatchOp
-from transfer.retry import RetryPolicy, RetryState, exhausted
-from transfer.streams import TokenBucket, keep_large_buffers_in_heap
 
-log = structlog.get_logger("transfer.client")
+log = structlog.get_logger("transfer.cloud.client")
 
 JSON_PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
 
@@ -85,447 +82,6 @@ IMAGE_FILTERS: frozenset[str] = frozenset(
         "marker",
     }
 )
-
-_MAX_ERROR_BODY = 64 * 1024
-_MESSAGE_CHARS = 300
-
-
-@dataclass(frozen=True, kw_only=True)
-class HttpSettings:
-    """How the client talks HTTP: timeouts (seconds), pool size, retry budget, read size."""
-
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0  # idle time between two reads, not a whole-body deadline
-    pool_per_host: int = 16
-    attempts: int = 8
-    backoff_base: float = 0.5
-    backoff_cap: float = 30.0
-    retry_total: float = 300.0
-    chunk_size: int = 1 << 20
-    #: At most this many requests per second through one session (None: no cap), for tenants
-    #: whose API is rate-limited.  Each attempt counts, retries included.
-    requests_per_second: float | None = None
-
-    def __post_init__(self) -> None:
-        positive = ("connect_timeout", "read_timeout", "pool_per_host", "attempts", "chunk_size")
-        problems = [
-            f"http setting {name!r} must be positive, got {getattr(self, name)!r}"
-            for name in positive
-            if getattr(self, name) <= 0
-        ]
-        problems += [
-            f"http setting {name!r} must not be negative, got {getattr(self, name)!r}"
-            for name in ("backoff_base", "backoff_cap", "retry_total")
-            if getattr(self, name) < 0
-        ]
-        if self.requests_per_second is not None and not self.requests_per_second > 0:
-            problems.append(
-                f"http setting 'requests_per_second' must be positive, "
-                f"got {self.requests_per_second!r}"
-            )
-        if problems:
-            raise ConfigError(problems[0], problems=problems)
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(
-            attempts=self.attempts,
-            base=self.backoff_base,
-            cap=self.backoff_cap,
-            total=self.retry_total,
-        )
-
-
-class ConnectError(TransportError):
-    """The connection could not be opened (refused, DNS, connect timeout): nothing was sent."""
-
-
-class ConnectTimeout(ConnectError, RequestTimeout):
-    """The TCP or TLS connect did not finish in time: nothing was sent."""
-
-
-class TlsVerificationError(TransportError):
-    """The server's certificate could not be verified: repeating cannot help, and it may be
-    an interception, so it stops the run."""
-
-    retryable = False
-    fatal = True
-
-
-class TokenSource(Protocol):
-    """What the transport needs from authentication (``transfer.auth`` implements it)."""
-
-    async def token(self) -> str:
-        """A token that is valid for a while yet (issued or re-issued as needed)."""
-        ...
-
-    async def reissue(self, failed: str, error: Unauthorized) -> None:
-        """React to a 401 for ``failed``: re-issue it if it is still the current token, or
-        raise (a pre-issued token cannot be renewed)."""
-        ...
-
-
-class Retry(enum.Enum):
-    """Which failures of a request may be repeated."""
-
-    SAFE = "safe"  # the call is idempotent: any retryable error
-    UNSENT = "unsent"  # only failures where the server cannot have acted on the request
-
-
-@dataclass
-class Tries:
-    """Filled in by the retry loop: whether an earlier attempt may have taken effect."""
-
-    uncertain: bool = False
-
-
-BodySource = Callable[[], AsyncIterable[bytes]]
-Body = bytes | BodySource | AsyncIterable[bytes] | None
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A successful answer: the body read in full, or ``response`` open when streaming."""
-
-    status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes
-    response: aiohttp.ClientResponse | None = field(default=None, repr=False)
-
-
-def _collapse(text: str, limit: int = _MESSAGE_CHARS) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait, from either form of ``Retry-After`` (delta seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _server_message(body: bytes, status: int, reason: str | None) -> str:
-    """The server's own explanation: a JSON ``message`` (top level or one level down, as
-    Keystone and Nova-style bodies nest it), else the text with any HTML and status line
-    stripped, else the reason phrase."""
-    text = body.decode("utf-8", "replace")
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        message = data.get("message")
-        if isinstance(message, str) and message.strip():
-            return _collapse(message)
-        for value in data.values():
-            if isinstance(value, dict) and isinstance(value.get("message"), str):
-                return _collapse(value["message"])
-    text = re.sub(r"<[^>]*>", " ", text)
-    text = _collapse(text, 4 * _MESSAGE_CHARS)
-    # Glance's webob bodies repeat the status line ("404 Not Found ...") the error already says.
-    text = re.sub(rf"^{status}\s+{re.escape(reason or '')}\s*", "", text).strip()
-    return _collapse(text) if text else (reason or "")
-
-
-def _translate(exc: BaseException, where: str, url: yarl.URL) -> TransferError:
-    """The one mapping of aiohttp, OS and asyncio exceptions into the project's errors."""
-    # A request body that failed (an upload fed by a source download that broke) reaches us
-    # wrapped in aiohttp's connection error: the body's own error is the truth, with its own
-    # retry class and the source's name in it, not the target's.
-    cause: BaseException | None = exc.__cause__ or exc.__context__
-    while cause is not None:
-        if isinstance(cause, TransferError):
-            return cause
-        cause = cause.__cause__ or cause.__context__
-    host = f"{url.host}:{url.port}" if url.port else str(url.host)
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        reason = getattr(exc.certificate_error, "verify_message", None) or "verification failed"
-        return TlsVerificationError(
-            f"{where}: the TLS certificate of {host} is not trusted: {reason}"
-        )
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return ConnectTimeout(f"{where}: connecting to {host} timed out")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        reason = exc.os_error.strerror or type(exc.os_error).__name__
-        return ConnectError(f"{where}: cannot connect to {host}: {reason}")
-    if isinstance(exc, TimeoutError):
-        return RequestTimeout(f"{where}: {host} sent nothing for too long (read timeout)")
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return TransportError(f"{where}: the body from {host} was cut short")
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return TransportError(f"{where}: {host} closed the connection")
-    if isinstance(exc, aiohttp.InvalidURL):
-        return ProtocolError(f"{where}: invalid URL for {host}")
-    if isinstance(exc, OSError):
-        reason = exc.strerror or type(exc).__name__
-        return TransportError(f"{where}: connection to {host} failed: {reason}")
-    if isinstance(exc, aiohttp.ClientError):
-        return TransportError(f"{where}: connection to {host} failed: {type(exc).__name__}")
-    return TransportError(f"{where}: {type(exc).__name__}")
-
-
-_NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
-
-
-class HttpTransport:
-    """One aiohttp session with its pool, and the retry loop every request goes through."""
-
-    def __init__(self, settings: HttpSettings, *, ssl_context: ssl.SSLContext | bool = True):
-        self.settings = settings
-        self._ssl = ssl_context
-        self._session: aiohttp.ClientSession | None = None
-        self._fresh: aiohttp.ClientSession | None = None
-        self._secrets: set[str] = set()
-        # A bucket of request "tokens": one request may go per 1/rate seconds, no bursts.
-        rate = settings.requests_per_second
-        self._pace = TokenBucket(rate, burst=1) if rate is not None else None
-
-    async def open(self) -> None:
-        if self._session is not None:
-            return
-        # Image bodies move in large buffers; see keep_large_buffers_in_heap.
-        keep_large_buffers_in_heap()
-        connector = aiohttp.TCPConnector(
-            limit=0, limit_per_host=self.settings.pool_per_host, ssl=self._ssl
-        )
-        # sock_connect, not connect: the latter also counts the wait for a pooled connection,
-        # which is long and healthy when many transfers share one host.
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=self.settings.connect_timeout,
-            sock_read=self.settings.read_timeout,
-        )
-        common: dict[str, Any] = {
-            "timeout": timeout,
-            "read_bufsize": 1 << 20,
-            # identity: image bytes must arrive as stored, and bodies are parsed as sent.
-            "headers": {
-                "User-Agent": f"image-transfer/{__version__}",
-                "Accept-Encoding": "identity",
-            },
-            "auto_decompress": False,
-        }
-        self._session = aiohttp.ClientSession(connector=connector, **common)
-        # Requests that may not be repeated once sent (a create without a chosen id) go on a
-        # connection of their own: a pooled one the server closed while idle would fail them
-        # after sending, and nothing could tell whether the server acted on it.
-        self._fresh = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(force_close=True, ssl=self._ssl), **common
-        )
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        if self._fresh is not None:
-            await self._fresh.close()
-            self._fresh = None
-
-    def register_secret(self, value: str) -> None:
-        """Remember a value (token, password) to scrub from any text a server sends back."""
-        if value:
-            self._secrets.add(value)
-
-    def forget_secret(self, value: str) -> None:
-        self._secrets.discard(value)
-
-    def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return text
-
-    async def call(
-        self,
-        method: str,
-        url: yarl.URL,
-        *,
-        auth: TokenSource | None,
-        ok: Collection[int],
-        mode: Retry = Retry.SAFE,
-        params: Sequence[tuple[str, str]] | None = None,
-        headers: Mapping[str, str] | None = None,
-        body: Body = None,
-        stream: bool = False,
-        tries: Tries | None = None,
-    ) -> Reply:
-        """Send a request until it succeeds, fails for good, or the retry budget is spent.
-
-        ``stream`` leaves the response open in ``Reply.response`` (the caller releases it).
-        An ``AsyncIterable`` body can be sent once only, so after a 401 the token is renewed
-        but the error is raised; a ``BodySource`` makes a fresh body for every attempt.
-        """
-        state = RetryState(self.settings.retry_policy)
-        replayable = body is None or isinstance(body, bytes) or callable(body)
-        reissued = False
-        while True:
-            token = await auth.token() if auth is not None else None
-            if self._pace is not None:
-                await self._pace.consume(1)
-            started = time.monotonic()
-            try:
-                reply = await self._attempt(
-                    method, url, token, params, headers, body, ok, stream, mode is Retry.UNSENT
-                )
-            except TransferError as exc:
-                error = exc
-            else:
-                self._log(method, url, reply.status, state.attempt, started)
-                return reply
-            self._log(
-                method, url, getattr(error, "status", type(error).__name__), state.attempt, started
-            )
-            if isinstance(error, Unauthorized) and auth is not None and token is not None:
-                if reissued:
-                    raise error
-                reissued = True
-                await auth.reissue(token, error)
-                if not replayable:
-                    raise error
-                continue
-            may_retry = error.retryable and (
-                mode is Retry.SAFE or isinstance(error, ConnectError | TooManyRequests)
-            )
-            if not may_retry:
-                raise error
-            delay = state.next_delay(error)
-            if delay is None:
-                raise exhausted(error, state) from error
-            if tries is not None and not isinstance(error, ConnectError | TooManyRequests):
-                tries.uncertain = True
-            log.debug(
-                "http.retry",
-                method=method,
-                path=url.path,
-                error=type(error).__name__,
-                attempt=state.attempt,
-                delay=round(delay, 3),
-            )
-            await asyncio.sleep(delay)
-
-    async def _attempt(
-        self,
-        method: str,
-        url: yarl.URL,
-        token: str | None,
-        params: Sequence[tuple[str, str]] | None,
-        headers: Mapping[str, str] | None,
-        body: Body,
-        ok: Collection[int],
-        stream: bool,
-        fresh: bool = False,
-    ) -> Reply:
-        session = self._fresh if fresh else self._session
-        if session is None:
-            raise RuntimeError("HttpTransport used outside its 'async with' block")
-        where = f"{method} {url.path}"
-        send_headers = dict(headers or {})
-        if token is not None:
-            send_headers["X-Auth-Token"] = token
-        data = body() if callable(body) else body
-        try:
-            response = await session.request(
-                method,
-                url,
-                params=params,
-                headers=send_headers,
-                data=data,
-                allow_redirects=False,
-            )
-        except _NETWORK_ERRORS as exc:
-            raise _translate(exc, where, url) from exc
-        keep_open = False
-        refused = False
-        # Reading an error body hands the connection back to the pool: keep a hold on it.
-        connection = response.connection
-        transport = connection.transport if connection is not None else None
-        try:
-            if response.status not in ok:
-                refused = True
-                raise await self._status_error(response, where)
-            if stream:
-                keep_open = True
-                return Reply(response.status, response.headers, b"", response)
-            content = await response.read()
-            return Reply(response.status, response.headers, content)
-        except _NETWORK_ERRORS as exc:
-            raise _translate(exc, where, url) from exc
-        finally:
-            if keep_open:
-                pass
-            elif (refused and data is not None) or not isinstance(data, bytes | None):
-                # A server that refuses a request before reading its body (Glance under
-                # gunicorn does, for an upload it will not take) closes the connection after
-                # its answer even when it says keep-alive; after a streamed upload the same
-                # can happen.  Never hand such a connection back to the pool (an upload is
-                # big: one new connection per upload costs nothing that shows).
-                response.close()
-                if transport is not None:
-                    transport.close()  # the pool drops a closed connection instead of reusing it
-            else:
-                response.release()
-
-    async def _status_error(self, response: aiohttp.ClientResponse, where: str) -> TransferError:
-        status = response.status
-        if 300 <= status < 400:
-            target = yarl.URL(response.headers.get("Location", ""))
-            to = f" to {target.host}" if target.host else ""
-            return ProtocolError(
-                f"{where}: the server answered {status} (a redirect{to}); "
-                "redirects are not followed, so the token is never sent on"
-            )
-        if status < 400:
-            return ProtocolError(f"{where}: unexpected status {status}")
-        chunks: list[bytes] = []
-        size = 0
-        while size < _MAX_ERROR_BODY:
-            chunk = await response.content.read(_MAX_ERROR_BODY - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        message = self.scrub(_server_message(b"".join(chunks), status, response.reason))
-        method, _, path = where.partition(" ")
-        return api_error_class(status)(
-            message,
-            status=status,
-            method=method,
-            path=path,
-            retry_after=_parse_retry_after(response.headers.get("Retry-After")),
-        )
-
-    def parse_json(self, reply: Reply, where: str) -> Any:
-        try:
-            return json.loads(reply.body)
-        except ValueError as exc:
-            snippet = self.scrub(_collapse(reply.body[:_MESSAGE_CHARS].decode("utf-8", "replace")))
-            raise ProtocolError(
-                f"{where}: the server answered {reply.status} with a body that is not JSON: "
-                f"{snippet!r}"
-            ) from exc
-
-    @staticmethod
-    def _log(method: str, url: yarl.URL, status: int | str, attempt: int, started: float) -> None:
-        log.debug(
-            "http.request",
-            method=method,
-            path=url.path,
-            status=status,
-            attempt=attempt,
-            elapsed=round(time.monotonic() - started, 4),
-        )
 
 
 def _content_md5(value: str | None, where: str) -> str | None:
@@ -604,8 +160,8 @@ class Download:
                 chunk = await reader.__anext__()
             except StopAsyncIteration:
                 break
-            except _NETWORK_ERRORS as exc:
-                error = _translate(exc, self._where, url)
+            except NETWORK_ERRORS as exc:
+                error = translate(exc, self._where, url)
                 raise type(error)(f"{error} after {received} of {self.length} bytes") from exc
             received += len(chunk)
             yield chunk

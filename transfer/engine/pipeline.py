@@ -12,7 +12,7 @@ instead of duplicating:
   reserved, so the next generation gets a new deterministic id);
 - the journal records each step's start and end before the next step begins.
 
-The upload reads its bytes from a ``Feed`` (``transfer.feeds``): the source directly, a
+The upload reads its bytes from a ``Feed`` (``transfer.engine.feeds``): the source directly, a
 download shared with the image's other targets, or a spool file.  The feed checks the bytes on
 the way; the pipeline only throttles, counts and sends them.
 
@@ -23,14 +23,18 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
-from transfer.client import ImageClient
-from transfer.config import JobConfig
+from transfer.cloud.client import ImageClient
+from transfer.config.settings import JobConfig
+from transfer.engine.feeds import DirectFeed, Feed, in_flight_algorithms
+from transfer.engine.planning import Target
+from transfer.engine.results import ItemResult
+from transfer.engine.verification import verify_copy
 from transfer.errors import (
     BadRequest,
     Conflict,
@@ -40,13 +44,9 @@ from transfer.errors import (
     TransferError,
     Unauthorized,
 )
-from transfer.feeds import DirectFeed, Feed, in_flight_algorithms
 from transfer.journal import Journal
 from transfer.metadata import (
-    MARKER_JOB,
-    MARKER_SOURCE_CHECKSUM,
-    MARKER_SOURCE_ID,
-    MARKER_SOURCE_REGION,
+    MARKER_KEYS,
     DesiredTarget,
     build_patch,
     target_image_id,
@@ -55,7 +55,7 @@ from transfer.models import Image, PatchOp
 from transfer.planner import Code, PlanItem
 from transfer.streams import TokenBucket, counted, throttled
 
-log = structlog.get_logger("transfer.pipeline")
+log = structlog.get_logger("transfer.engine.pipeline")
 
 #: How many fresh generations one attempt may make before giving up (each needs a delete).
 MAX_GENERATIONS_PER_ATTEMPT = 3
@@ -63,39 +63,6 @@ MAX_GENERATIONS_PER_ATTEMPT = 3
 BROKEN_STATUSES = frozenset({"saving", "killed", "deactivated", "uploading", "importing"})
 GONE_STATUSES = frozenset({"deleted", "pending_delete"})
 QUARANTINE_TAG = "image-transfer-quarantine"
-MARKER_KEYS = (MARKER_SOURCE_REGION, MARKER_SOURCE_ID, MARKER_SOURCE_CHECKSUM, MARKER_JOB)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Target:
-    """One target of a job: a tenant in a region, with the clients needed there."""
-
-    key: str
-    region: str
-    client: ImageClient
-    tenant_id: str
-    #: member tenant id -> a client authenticated as that tenant in this region (to accept).
-    member_clients: Mapping[str, ImageClient] = field(default_factory=dict)
-
-
-@dataclass
-class ItemResult:
-    """What happened to one (source, target) pair in this run."""
-
-    code: Code
-    target_key: str
-    source_id: str
-    source_name: str
-    target_id: str | None = None
-    outcome: str = "pending"  # copied | repaired | updated | in-sync | failed | interrupted
-    bytes: int = 0
-    seconds: float = 0.0
-    attempts: int = 0
-    warnings: list[str] = field(default_factory=list)
-    error: str | None = None
-    retryable: bool = False  # the last error was transient: a later run may well succeed
-    md5: str | None = None
-    sha512: str | None = None
 
 
 class _Restart(Exception):
@@ -559,43 +526,6 @@ def _worth_another_attempt(exc: TransferError) -> bool:
     consumed body again (a token the identity service refuses to renew is an AuthError).
     """
     return isinstance(exc, IntegrityError | Unauthorized) or exc.retryable
-
-
-def verify_copy(source: Image, target: Image, in_flight: Mapping[str, str]) -> list[str]:
-    """Why ``target`` is not a byte-exact copy of ``source`` (empty when it is).
-
-    Proof comes from the hashes both servers computed over the bytes they hold; hashes computed
-    in flight add proof where a server gave none.
-    """
-    problems: list[str] = []
-    if target.status != "active":
-        problems.append(f"target status is {target.status}, expected active")
-    if source.size is not None and target.size != source.size:
-        problems.append(f"size {target.size} differs from the source's {source.size}")
-    if target.checksum is None and "md5" not in in_flight:
-        problems.append("the target reported no checksum and none was computed in flight")
-    if source.checksum and target.checksum and target.checksum != source.checksum:
-        problems.append(f"checksum {target.checksum} differs from the source's {source.checksum}")
-    md5 = in_flight.get("md5")
-    if md5 is not None:
-        if source.checksum and md5 != source.checksum:
-            problems.append(f"bytes read hash to md5 {md5}, the source declares {source.checksum}")
-        if target.checksum and md5 != target.checksum:
-            problems.append(f"bytes sent hash to md5 {md5}, the target stored {target.checksum}")
-    if (
-        source.os_hash_algo
-        and source.os_hash_value
-        and target.os_hash_algo == source.os_hash_algo
-        and target.os_hash_value
-        and target.os_hash_value != source.os_hash_value
-    ):
-        problems.append(f"{source.os_hash_algo} differs between source and target")
-    sha512 = in_flight.get("sha512")
-    if sha512 is not None:
-        for side, image in (("source", source), ("target", target)):
-            if image.os_hash_algo == "sha512" and image.os_hash_value not in (None, sha512):
-                problems.append(f"bytes in flight hash to a sha512 the {side} does not declare")
-    return problems
 
 
 async def _add_tag_quietly(client: ImageClient, image_id: str, tag: str, st: _ItemState) -> bool:

@@ -39,23 +39,22 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
-from transfer.credentials import Secret
-from transfer.errors import TransferError
-from transfer.journal import (
-    _ENTRY_COLUMNS,
+from transfer.config.settings import Secret
+from transfer.errors import LeaseLost, TransferError
+from transfer.journal.records import (
+    ENTRY_COLUMNS,
     STATES,
     UPDATABLE_FIELDS,
     ItemKey,
     JournalEntry,
-    LeaseLost,
     PlanRecord,
     PlanTicket,
     RunRecord,
     SpoolRecord,
     StepRecord,
-    _check_lease,
-    _check_step,
-    _missing_entries,
+    check_lease,
+    check_step,
+    missing_entries,
 )
 
 _T = TypeVar("_T")
@@ -164,7 +163,7 @@ _MAYBE_SAVED = " (the write may or may not have been saved)"
 # The columns of JournalEntry, then the lease only while it is live (an expired lease is as
 # good as none: its worker is gone).
 _ENTRY_SELECT = (
-    ", ".join(_ENTRY_COLUMNS)
+    ", ".join(ENTRY_COLUMNS)
     + ", CASE WHEN lease_expires > now() THEN lease_owner END"
     + ", CASE WHEN lease_expires > now() THEN lease_expires END"
 )
@@ -199,9 +198,9 @@ def _jsonb(value: Mapping[str, Any] | None) -> Jsonb | None:
 
 
 def _entry(row: Sequence[Any]) -> JournalEntry:
-    fields = dict(zip(_ENTRY_COLUMNS, row[: len(_ENTRY_COLUMNS)], strict=True))
+    fields = dict(zip(ENTRY_COLUMNS, row[: len(ENTRY_COLUMNS)], strict=True))
     fields["updated_at"] = _iso(fields["updated_at"])
-    return JournalEntry(**fields, lease_owner=row[len(_ENTRY_COLUMNS)], lease_expires=_iso(row[-1]))
+    return JournalEntry(**fields, lease_owner=row[len(ENTRY_COLUMNS)], lease_expires=_iso(row[-1]))
 
 
 def _display(params: Mapping[str, Any]) -> str:
@@ -603,7 +602,7 @@ class PgJournal:
         if "state" in fields and fields["state"] not in STATES:
             raise ValueError(f"unknown entry state {fields['state']!r}")
         if fields.get("last_step") is not None:
-            _check_step(fields["last_step"])
+            check_step(fields["last_step"])
         names = sorted(fields)
         query = sql.SQL(
             "UPDATE entries SET {}, updated_at = now() "
@@ -640,7 +639,7 @@ class PgJournal:
         self, job: str, source_id: str, target_key: str, step: str, run_id: int
     ) -> None:
         """Record a step's start; the entry becomes ``running``."""
-        _check_step(step)
+        check_step(step)
 
         async def write(conn: _Conn) -> None:
             cursor = await conn.execute(
@@ -674,7 +673,7 @@ class PgJournal:
     ) -> None:
         """Record a step's end: on success it becomes the entry's ``last_step``, on failure
         the entry's ``last_error``.  The entry's state (done, failed) is the engine's call."""
-        _check_step(step)
+        check_step(step)
 
         async def write(conn: _Conn) -> None:
             if ok:
@@ -862,7 +861,7 @@ class PgJournal:
         plan, an exhausted or abandoned one, a planner whose lease ran out) a new plan starts
         and ``worker`` is its planner, holding a plan lease of ``lease_seconds``.
         """
-        _check_lease(lease_seconds)
+        check_lease(lease_seconds)
         waited: int | None = None
 
         async def decide(conn: _Conn) -> PlanTicket | int:
@@ -966,7 +965,7 @@ class PgJournal:
                 found = {(r[0], r[1]) for r in await cursor.fetchall()}
                 if len(found) != len(keys):
                     missing = [key for key in keys if key not in found]
-                    raise _missing_entries(self.display, ticket.job, missing)
+                    raise missing_entries(self.display, ticket.job, missing)
             await conn.execute(
                 "UPDATE plans SET ready_at = now(), items = %s, "
                 "lease_expires = now() + make_interval(secs => lease_seconds) WHERE id = %s",
@@ -1024,7 +1023,7 @@ class PgJournal:
         ``plan_id`` (from the ticket) makes sure the items come from the plan the worker
         joined: once a newer plan is published, an older one has nothing to hand out.
         """
-        _check_lease(lease_seconds)
+        check_lease(lease_seconds)
         if limit < 1:
             return []
         args = {
@@ -1069,7 +1068,7 @@ class PgJournal:
     ) -> set[ItemKey]:
         """Extend ``worker``'s leases on these items; returns those it still holds (an item
         missing from the answer was taken over: stop working on it)."""
-        _check_lease(lease_seconds)
+        check_lease(lease_seconds)
         keys = list(dict.fromkeys(items))
         if not keys:
             return set()

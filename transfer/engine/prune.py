@@ -13,16 +13,12 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from transfer.errors import NotFound, TransferError
+from transfer.engine.planning import Target
+from transfer.errors import NotFound, TooManyDeletions, TransferError
 from transfer.metadata import MARKER_JOB
-from transfer.pipeline import Target
 from transfer.planner import Code, PlanItem
 
-log = structlog.get_logger("transfer.prune")
-
-
-class TooManyDeletions(TransferError):
-    """A prune would delete more than ``max_delete``: nothing was deleted."""
+log = structlog.get_logger("transfer.engine.prune")
 
 
 @dataclass

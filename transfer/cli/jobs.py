@@ -15,29 +15,11 @@ from typing import TypeVar
 
 import anyio
 
-from transfer.client import HttpSettings
-from transfer.config import Config, JobConfig, load_config, parse_duration
-from transfer.display import show_progress
-from transfer.engine import (
-    Clouds,
-    JobPlan,
-    Progress,
-    RunSummary,
-    build_plan,
-    default_worker_id,
-    join_and_plan,
-    open_clouds,
-    run_plan,
-    verify_plan,
-)
-from transfer.errors import ConfigError
-from transfer.journal import Journal, PlanTicket, open_configured
-from transfer.lock import job_lock
-from transfer.logs import configure_logging
-from transfer.metrics import write_metrics
-from transfer.planner import format_plan
-from transfer.prune import PruneResult, TooManyDeletions, prune
-from transfer.report import (
+from transfer.bandwidth import follow_timetable, parse_bwlimit
+from transfer.cli.display import show_progress
+from transfer.cli.logs import configure_logging
+from transfer.cli.metrics import write_metrics
+from transfer.cli.report import (
     format_differences,
     format_plan_summary,
     format_prune,
@@ -45,7 +27,19 @@ from transfer.report import (
     human_bytes,
     summary_json,
 )
-from transfer.schedule import follow_timetable, parse_bwlimit
+from transfer.cloud.sessions import Clouds, open_clouds
+from transfer.config.loader import load_config, parse_duration
+from transfer.config.settings import Config, HttpSettings, JobConfig
+from transfer.engine.planning import JobPlan, build_plan, join_and_plan
+from transfer.engine.prune import PruneResult, prune
+from transfer.engine.results import Progress, RunSummary
+from transfer.engine.runner import default_worker_id, run_plan
+from transfer.engine.verification import verify_plan
+from transfer.errors import ConfigError, TooManyDeletions
+from transfer.journal import Journal, open_journal
+from transfer.journal.lock import job_lock
+from transfer.journal.records import PlanTicket
+from transfer.planner import format_plan
 from transfer.streams import TokenBucket
 
 _T = TypeVar("_T")
@@ -117,7 +111,7 @@ def _run_plan(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         out = []
-        async with open_configured(config.journal) as journal, open_clouds(config) as clouds:
+        async with open_journal(config.journal) as journal, open_clouds(config) as clouds:
             for job in jobs:
                 plan = await build_plan(config, job, clouds, journal)
                 if args.json:
@@ -255,7 +249,7 @@ def _run_run(args: argparse.Namespace) -> int:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, stop, tg.cancel_scope)
             try:
-                async with open_configured(config.journal) as journal:
+                async with open_journal(config.journal) as journal:
                     for job in jobs:
                         if stop.is_set():
                             break
@@ -439,7 +433,7 @@ def _run_status(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         report = []
-        async with open_configured(config.journal) as journal:
+        async with open_journal(config.journal) as journal:
             for name in names or await journal.jobs():
                 entries = await journal.entries(name)
                 runs = await journal.runs(name, limit=5)
@@ -508,7 +502,7 @@ def _run_verify(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         failed = False
-        async with open_configured(config.journal) as journal, open_clouds(config) as clouds:
+        async with open_journal(config.journal) as journal, open_clouds(config) as clouds:
             for job in jobs:
                 plan = await build_plan(config, job, clouds, journal)
                 differences = await verify_plan(plan)

@@ -18,13 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from transfer.errors import TransferError
-
-
-class JobLocked(TransferError):
-    """Another live run holds the job."""
-
-    fatal = True
+from transfer.errors import JobLocked
 
 
 def lock_path(journal_path: Path, job: str) -> Path:

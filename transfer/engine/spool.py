@@ -43,13 +43,14 @@ import anyio.to_thread
 import structlog
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
-from transfer.client import ImageClient
+from transfer.cloud.client import ImageClient
 from transfer.errors import ConfigError, IntegrityError, ProtocolError, SpoolError, TransportError
-from transfer.journal import Journal, SpoolRecord
+from transfer.journal import Journal
+from transfer.journal.records import SpoolRecord
 from transfer.models import Image
 from transfer.streams import CHUNK_SIZE, Hasher, parse_size, verify_length
 
-log = structlog.get_logger("transfer.spool")
+log = structlog.get_logger("transfer.engine.spool")
 
 RESERVE_ENV = "IMAGE_TRANSFER_SPOOL_RESERVE"
 DEFAULT_RESERVE = 512 * 1024 * 1024

@@ -13,7 +13,7 @@ a ``Content-MD5`` that contradicts its checksum), and the digests of those bytes
   consumer that fails or leaves is detached and never blocks the others; when none is left the
   source is no longer read.  A consumer's later attempts (a retry after its upload failed) get
   their bytes from the fallback feed: the spool, or the source again.
-- ``SpoolFeed``: the source is downloaded once to a spool file (``transfer.spool``) and every
+- ``SpoolFeed``: the source is downloaded once to a spool file (``transfer.engine.spool``) and every
   consumer, and every retry, reads the file.
 
 ``spool_reason`` is the job's ``spool`` setting applied to one image (what ``auto`` decides is
@@ -32,14 +32,14 @@ import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from transfer.client import Download, ImageClient
+from transfer.cloud.client import Download, ImageClient
+from transfer.engine.spool import SpoolArea, SpoolFile
 from transfer.errors import IntegrityError, ProtocolError, SpoolError, TransportError
-from transfer.journal import JournalEntry
+from transfer.journal.records import JournalEntry
 from transfer.models import Image
-from transfer.spool import SpoolArea, SpoolFile
 from transfer.streams import Hasher, hashed, verify_length
 
-log = structlog.get_logger("transfer.feeds")
+log = structlog.get_logger("transfer.engine.feeds")
 
 #: Chunks buffered per consumer of a shared download (besides the one being sent).
 SHARED_BUFFER = 2

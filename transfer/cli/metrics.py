@@ -13,8 +13,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from transfer.engine import RunSummary
-from transfer.report import OUTCOMES
+from transfer.cli.report import OUTCOMES
+from transfer.engine.results import RunSummary
 
 _LAST_SUCCESS_RE = re.compile(
     r'^image_transfer_last_success_timestamp_seconds\{job="((?:[^"\\]|\\.)*)"\} (\S+)$', re.M

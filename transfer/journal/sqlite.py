@@ -1,35 +1,4 @@
-"""The durable job journal: runs, one entry per (job, source image, target), and every step.
-
-``Journal`` is the async interface the engine uses; ``SqliteJournal`` implements it on one
-local SQLite file, ``transfer.journal_pg.PgJournal`` on a PostgreSQL database several hosts
-share; ``open_configured`` picks one from the ``[journal]`` settings.  Every write is
-committed durably (WAL, ``synchronous=FULL``) before the call returns, so a run killed at any
-instant finds on restart exactly the steps that were finished.  SQLite runs in one worker
-thread at a time, never in the event loop, so an fsync never stalls the transfers.
-
-Work sharing (the same calls on both backends, so the engine has one code path):
-
-- **Planning once.**  ``join_plan`` makes one worker the planner of a new plan (it plans,
-  ``ensure_entry``s every item needing work, then ``publish_plan``s their keys) and has the
-  others wait until that plan is published; ``renew_plan`` keeps a long planning alive.  A
-  planner that dies loses its plan lease and a waiting worker plans instead.
-- **Leases.**  ``claim`` hands out published items nobody holds, each under a lease;
-  ``renew`` extends the leases a worker still holds and tells it which ones it lost;
-  ``release`` gives them back.  An item whose worker died (lease expired) is claimed by
-  another and resumes from its journaled steps.
-- **Failed items** (``state = failed``) are not claimable again in the plan they failed in;
-  the next plan re-queues them (``publish_plan`` turns a re-planned ``done`` or ``failed``
-  entry back into ``pending``), so a later run retries them and this one does not loop.
-
-SQLite serves one process on one host (the job lock sees to that): its plans and leases live
-in the memory of that ``SqliteJournal`` and end with it, with the same semantics.
-
-Tables: ``runs`` (one per ``image-transfer run``), ``entries`` (the latest state of each
-source x target pair), ``steps`` (the history: each step's start and end), ``spools`` (how
-much of each spooled source image is safely on disk, per host), and ``schema_migrations``
-(which numbered migrations were applied, each in one transaction).
-Nothing secret is ever stored.
-"""
+"""The journal in one SQLite file (see ``transfer.journal`` for what it promises)."""
 
 from __future__ import annotations
 
@@ -46,25 +15,34 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import anyio.to_thread
 
-from transfer.errors import TransferError
+from transfer.errors import LeaseLost, TransferError
 
 if TYPE_CHECKING:
-    from transfer.config import JournalConfig
+    pass
 
-STEPS = ("create", "upload", "verify", "tags", "properties", "share", "accept", "protect")
-STATES = ("pending", "running", "done", "failed")
-
-#: Entry states ``claim`` hands out: not finished in the current plan.
-OPEN_STATES = ("pending", "running")
-
-_T = TypeVar("_T")
-#: One work item: (source image id, target key).
-ItemKey: TypeAlias = tuple[str, str]
+from transfer.journal.records import (
+    _T,
+    ENTRY_COLUMNS,
+    OPEN_STATES,
+    STATES,
+    UPDATABLE_FIELDS,
+    ItemKey,
+    JournalEntry,
+    PlanRecord,
+    PlanTicket,
+    RunRecord,
+    SpoolRecord,
+    StepRecord,
+    check_lease,
+    check_step,
+    entry_from_row,
+    missing_entries,
+)
 
 # Each migration is a tuple of statements applied in one transaction; never edit a published
 # one, append a new one.
@@ -116,7 +94,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX steps_by_entry ON steps (job, source_id, target_key, id)",
         "CREATE INDEX steps_by_run ON steps (run_id)",
     ),
-    # 2: spool files (see ``transfer.spool``): one per source image and host, since a spool
+    # 2: spool files (see ``transfer.engine.spool``): one per source image and host, since a spool
     # lives on one host's disk while a shared journal may serve several hosts.
     (
         """CREATE TABLE spools (
@@ -134,235 +112,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
-_ENTRY_COLUMNS = (
-    "job",
-    "source_id",
-    "target_key",
-    "source_name",
-    "source_checksum",
-    "source_size",
-    "target_id",
-    "generation",
-    "state",
-    "last_step",
-    "bytes_done",
-    "md5",
-    "sha512",
-    "attempts",
-    "last_error",
-    "updated_at",
-)
-#: Fields ``update_entry`` may change (the key and ``updated_at`` are the journal's own).
-UPDATABLE_FIELDS = frozenset(_ENTRY_COLUMNS) - {"job", "source_id", "target_key", "updated_at"}
-
-
-@dataclass(frozen=True, kw_only=True)
-class JournalEntry:
-    """The latest known state of one source image x target pair."""
-
-    job: str
-    source_id: str
-    target_key: str
-    source_name: str | None
-    source_checksum: str | None
-    source_size: int | None
-    target_id: str | None
-    generation: int
-    state: str  # pending | running | done | failed
-    last_step: str | None  # the last step completed
-    bytes_done: int
-    md5: str | None
-    sha512: str | None
-    attempts: int
-    last_error: str | None
-    updated_at: str
-    # The worker holding a live lease on the entry, and until when (None when nobody does:
-    # free, or its worker died and the lease ran out).
-    lease_owner: str | None = None
-    lease_expires: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunRecord:
-    id: int
-    job: str
-    worker: str
-    started_at: str
-    finished_at: str | None
-    outcome: str | None
-    summary: Mapping[str, Any]
-
-
-@dataclass(frozen=True, kw_only=True)
-class SpoolRecord:
-    """A source image's spool file on one host: how many bytes of it are durably written."""
-
-    job: str
-    source_id: str
-    host: str
-    path: str
-    source_checksum: str | None
-    size: int | None
-    bytes_done: int  # the file holds at least these bytes, fsynced, of the source's body
-    complete: bool  # every byte is there and hashed to the source's checksum
-    updated_at: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class StepRecord:
-    id: int
-    run_id: int
-    job: str
-    source_id: str
-    target_key: str
-    step: str
-    started_at: str
-    finished_at: str | None
-    ok: bool | None  # None while running (or when a run died inside the step)
-    detail: Mapping[str, Any]
-    error: str | None
-
-
-class LeaseLost(TransferError):
-    """This worker no longer holds what it was working under (another took it over)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class PlanTicket:
-    """What ``join_plan`` answers: plan ``plan_id`` of ``job``, and whether ``worker`` must
-    plan it (``planner``) or it is published and ready to claim from."""
-
-    job: str
-    plan_id: int
-    worker: str
-    planner: bool
-
-
-@dataclass(frozen=True, kw_only=True)
-class PlanRecord:
-    """A plan as ``plan_status`` shows it."""
-
-    job: str
-    plan_id: int
-    planner: str  # the worker that planned (or is planning) it
-    started_at: str
-    ready_at: str | None  # None while it is being planned
-    lease_expires: str  # the planner's lease; once published, until when the plan counts as new
-    items: int  # work items published
-    open: int  # of those, neither done nor failed
-    held: int  # of those, under a live lease
-
-
-class Journal(Protocol):
-    """What the engine needs from a journal; every write is durable when the call returns."""
-
-    #: Whether several workers (hosts) may work one job through this journal at once.
-    coordinates_workers: bool
-
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    async def start_run(self, job: str, worker: str) -> int: ...
-
-    async def finish_run(self, run_id: int, outcome: str, summary: Mapping[str, Any]) -> None: ...
-
-    async def entries(self, job: str) -> dict[tuple[str, str], JournalEntry]: ...
-
-    async def ensure_entry(
-        self,
-        job: str,
-        source_id: str,
-        target_key: str,
-        *,
-        source_name: str | None,
-        source_checksum: str | None,
-        source_size: int | None,
-        target_id: str | None,
-        generation: int,
-    ) -> JournalEntry: ...
-
-    async def update_entry(
-        self, job: str, source_id: str, target_key: str, /, **fields: Any
-    ) -> None: ...
-
-    async def step_started(
-        self, job: str, source_id: str, target_key: str, step: str, run_id: int
-    ) -> None: ...
-
-    async def step_finished(
-        self,
-        job: str,
-        source_id: str,
-        target_key: str,
-        step: str,
-        run_id: int,
-        *,
-        ok: bool,
-        detail: Mapping[str, Any] | None = None,
-        error: str | None = None,
-    ) -> None: ...
-
-    async def runs(self, job: str | None = None, limit: int = 20) -> list[RunRecord]: ...
-
-    async def steps(self, job: str, source_id: str, target_key: str) -> list[StepRecord]: ...
-
-    async def state_counts(self, job: str) -> dict[str, int]: ...
-
-    async def reset_job(self, job: str) -> None: ...
-
-    async def jobs(self) -> list[str]: ...
-
-    async def spools(self, job: str, host: str | None = None) -> list[SpoolRecord]: ...
-
-    async def save_spool(
-        self,
-        job: str,
-        source_id: str,
-        host: str,
-        *,
-        path: str,
-        source_checksum: str | None,
-        size: int | None,
-        bytes_done: int,
-        complete: bool,
-    ) -> None: ...
-
-    async def forget_spool(self, job: str, source_id: str, host: str) -> None: ...
-
-    # -- work sharing (see the module docstring) --------------------------------------------
-
-    async def join_plan(
-        self, job: str, worker: str, *, lease_seconds: float = 60.0, poll_interval: float = 0.25
-    ) -> PlanTicket: ...
-
-    async def renew_plan(self, ticket: PlanTicket) -> bool: ...
-
-    async def publish_plan(self, ticket: PlanTicket, items: Iterable[ItemKey]) -> int: ...
-
-    async def plan_status(self, job: str, plan_id: int | None = None) -> PlanRecord | None: ...
-
-    async def claim(
-        self,
-        job: str,
-        worker: str,
-        *,
-        limit: int,
-        lease_seconds: float,
-        plan_id: int | None = None,
-    ) -> list[ItemKey]: ...
-
-    async def renew(
-        self, job: str, worker: str, items: Collection[ItemKey], lease_seconds: float
-    ) -> set[ItemKey]: ...
-
-    async def release(self, job: str, worker: str, items: Collection[ItemKey]) -> None: ...
-
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -379,26 +128,6 @@ def _loads(text: str | None) -> dict[str, Any]:
         return {}
     value = json.loads(text)
     return value if isinstance(value, dict) else {"value": value}
-
-
-def _entry(row: Sequence[Any]) -> JournalEntry:
-    return JournalEntry(**dict(zip(_ENTRY_COLUMNS, row, strict=True)))
-
-
-def _check_step(step: str) -> None:
-    if step not in STEPS:
-        raise ValueError(f"unknown step {step!r} (expected one of {', '.join(STEPS)})")
-
-
-def _check_lease(seconds: float) -> None:
-    if not seconds > 0:
-        raise ValueError(f"a lease must last a positive number of seconds, got {seconds!r}")
-
-
-def _missing_entries(path: str, job: str, missing: Sequence[ItemKey]) -> LookupError:
-    source_id, target_key = missing[0]
-    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-    return LookupError(f"journal {path}: no entry for {job} {source_id} -> {target_key}{more}")
 
 
 @dataclass(kw_only=True)
@@ -653,9 +382,9 @@ class SqliteJournal:
 
         def read() -> dict[tuple[str, str], JournalEntry]:
             rows = self._db.execute(
-                f"SELECT {', '.join(_ENTRY_COLUMNS)} FROM entries WHERE job = ?", (job,)
+                f"SELECT {', '.join(ENTRY_COLUMNS)} FROM entries WHERE job = ?", (job,)
             ).fetchall()
-            return {(row[1], row[2]): _entry(row) for row in rows}
+            return {(row[1], row[2]): entry_from_row(row) for row in rows}
 
         found = await self._call(read)
         now = time.monotonic()
@@ -722,11 +451,11 @@ class SqliteJournal:
                 ),
             )
             row = conn.execute(
-                f"SELECT {', '.join(_ENTRY_COLUMNS)} FROM entries "
+                f"SELECT {', '.join(ENTRY_COLUMNS)} FROM entries "
                 "WHERE job = ? AND source_id = ? AND target_key = ?",
                 (job, source_id, target_key),
             ).fetchone()
-            return _entry(row)
+            return entry_from_row(row)
 
         return await self._call(self._write, write)
 
@@ -740,7 +469,7 @@ class SqliteJournal:
         if "state" in fields and fields["state"] not in STATES:
             raise ValueError(f"unknown entry state {fields['state']!r}")
         if fields.get("last_step") is not None:
-            _check_step(fields["last_step"])
+            check_step(fields["last_step"])
         names = sorted(fields)
 
         def write(conn: sqlite3.Connection) -> None:
@@ -774,7 +503,7 @@ class SqliteJournal:
         self, job: str, source_id: str, target_key: str, step: str, run_id: int
     ) -> None:
         """Record a step's start; the entry becomes ``running``."""
-        _check_step(step)
+        check_step(step)
 
         def write(conn: sqlite3.Connection) -> None:
             now = _now()
@@ -809,7 +538,7 @@ class SqliteJournal:
     ) -> None:
         """Record a step's end: on success it becomes the entry's ``last_step``, on failure
         the entry's ``last_error``.  The entry's state (done, failed) is the engine's call."""
-        _check_step(step)
+        check_step(step)
 
         def write(conn: sqlite3.Connection) -> None:
             now = _now()
@@ -1036,7 +765,7 @@ class SqliteJournal:
         plan, an exhausted or abandoned one, a planner whose lease ran out) a new plan starts
         and ``worker`` is its planner, holding a plan lease of ``lease_seconds``.
         """
-        _check_lease(lease_seconds)
+        check_lease(lease_seconds)
         waited: int | None = None
         while True:
             async with self._share():
@@ -1117,7 +846,7 @@ class SqliteJournal:
                     if cursor.rowcount == 0:
                         missing.append((source_id, target_key))
                 if missing:
-                    raise _missing_entries(str(self.path), ticket.job, missing)
+                    raise missing_entries(str(self.path), ticket.job, missing)
 
             await self._call(self._write, write)
             plan.members = {key: rank for rank, key in enumerate(keys)}
@@ -1164,7 +893,7 @@ class SqliteJournal:
         ``plan_id`` (from the ticket) makes sure the items come from the plan the worker
         joined: once a newer plan is published, an older one has nothing to hand out.
         """
-        _check_lease(lease_seconds)
+        check_lease(lease_seconds)
         if limit < 1:
             return []
         async with self._share():
@@ -1209,7 +938,7 @@ class SqliteJournal:
     ) -> set[ItemKey]:
         """Extend ``worker``'s leases on these items; returns those it still holds (an item
         missing from the answer was taken over: stop working on it)."""
-        _check_lease(lease_seconds)
+        check_lease(lease_seconds)
         async with self._share():
             deadline = time.monotonic() + lease_seconds
             held: set[ItemKey] = set()
@@ -1237,19 +966,3 @@ class SqliteJournal:
             back = [key for key in mine if key in plan.members]
             open_now = await self._call(self._open_of, job, back)
             plan.queue.extend(key for key in back if key in open_now)
-
-
-def open_configured(config: JournalConfig) -> Journal:
-    """The journal ``[journal]`` names: PostgreSQL when ``url`` is set, else the SQLite file
-    at ``path`` (opened, created or migrated by ``async with``)."""
-    if config.url is not None:
-        # Imported here: psycopg loads only for those who use it.
-        from transfer.journal_pg import PgJournal
-
-        return PgJournal(config.url, password=config.password)
-    return SqliteJournal(config.path)
-
-
-def open_journal(path: Path) -> SqliteJournal:
-    """The journal at ``path`` (opened, created or migrated by ``async with``)."""
-    return SqliteJournal(path)

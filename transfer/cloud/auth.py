@@ -23,25 +23,20 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import yarl
 
-from transfer.client import HttpSettings, HttpTransport, ImageClient, Retry
-from transfer.credentials import Credentials
+from transfer.cloud.transport import HttpTransport, Retry
+from transfer.config.settings import Credentials
 from transfer.errors import (
     ApiError,
     AuthError,
-    CatalogError,
     ConfigError,
     ProtocolError,
     Unauthorized,
 )
 
-__all__ = ["CloudSession", "HttpSettings", "IssuedToken", "PasswordAuth", "StaticTokenAuth"]
-
-#: Re-issue this long before expiry at most (a tenth of the lifetime when that is shorter).
 REFRESH_MARGIN = 300.0
 
 
@@ -83,11 +78,11 @@ def _image_catalog(access: Mapping[str, Any]) -> dict[str, str]:
                 continue
             region, url = endpoint.get("region"), endpoint.get("publicURL")
             if isinstance(region, str) and isinstance(url, str) and url:
-                catalog[region.upper()] = _strip_version(url)
+                catalog[region.upper()] = strip_version(url)
     return catalog
 
 
-def _strip_version(url: str) -> str:
+def strip_version(url: str) -> str:
     # NHN's catalog has no /v2 suffix; some OpenStack catalogs do, and the client adds its own.
     url = url.rstrip("/")
     return url[: -len("/v2")] if url.endswith("/v2") else url
@@ -246,7 +241,7 @@ class StaticTokenAuth:
         ) from error
 
 
-def _ssl_context(credentials: Credentials) -> ssl.SSLContext | bool:
+def tls_context(credentials: Credentials) -> ssl.SSLContext | bool:
     if not credentials.verify_tls:
         return False
     if credentials.ca_bundle:
@@ -259,89 +254,3 @@ def _ssl_context(credentials: Credentials) -> ssl.SSLContext | bool:
                 f"{credentials.ca_bundle}: {reason}"
             ) from exc
     return True
-
-
-class CloudSession:
-    """One tenant's session: its transport, its token, and an ImageClient per region.
-
-    Use as ``async with CloudSession(credentials) as cloud: client = await
-    cloud.image_client("KR1")``.
-    """
-
-    def __init__(self, credentials: Credentials, *, settings: HttpSettings | None = None) -> None:
-        if credentials.token is None and credentials.password is None:
-            raise ConfigError(f"cloud '{credentials.name}': neither a password nor a token is set")
-        if credentials.token is not None and not credentials.endpoints:
-            raise ConfigError(
-                f"cloud '{credentials.name}': a pre-issued token needs explicit image endpoints"
-            )
-        self.credentials = credentials
-        self._transport = HttpTransport(
-            settings or HttpSettings(), ssl_context=_ssl_context(credentials)
-        )
-        self._auth: PasswordAuth | StaticTokenAuth
-        if credentials.token is not None:
-            self._auth = StaticTokenAuth(credentials, self._transport)
-        else:
-            self._auth = PasswordAuth(credentials, self._transport)
-        self._explicit = {k.upper(): _strip_version(v) for k, v in credentials.endpoints.items()}
-        self._clients: dict[str, ImageClient] = {}
-
-    def __repr__(self) -> str:
-        return f"CloudSession(cloud={self.credentials.name!r})"
-
-    async def __aenter__(self) -> Self:
-        await self._transport.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._transport.close()
-
-    async def tenant_id(self) -> str:
-        """The tenant the token is scoped to (token mode: ``credentials.tenant_id``)."""
-        if isinstance(self._auth, PasswordAuth):
-            return (await self._auth.issued()).tenant_id
-        if not self.credentials.tenant_id:
-            raise ConfigError(
-                f"cloud '{self.credentials.name}': with a pre-issued token, set the tenant id too"
-            )
-        return self.credentials.tenant_id
-
-    async def _catalog(self) -> Mapping[str, str]:
-        if isinstance(self._auth, PasswordAuth):
-            return (await self._auth.issued()).catalog
-        return {}
-
-    async def regions(self) -> list[str]:
-        """Regions with an image endpoint (catalog and explicit ones), upper case, sorted."""
-        return sorted(set(await self._catalog()) | set(self._explicit))
-
-    async def image_client(self, region: str) -> ImageClient:
-        key = region.upper()
-        client = self._clients.get(key)
-        if client is not None:
-            return client
-        endpoint = self._explicit.get(key)
-        if endpoint is None:
-            catalog = await self._catalog()
-            endpoint = catalog.get(key)
-            if endpoint is None:
-                known = sorted(set(catalog) | set(self._explicit))
-                source = "the catalog" if isinstance(self._auth, PasswordAuth) else "the endpoints"
-                raise CatalogError(
-                    f"cloud '{self.credentials.name}': no image endpoint for region {region!r}; "
-                    f"{source} lists {', '.join(known) if known else 'none'}"
-                )
-        tenant = self.credentials.tenant_id
-        if isinstance(self._auth, PasswordAuth):
-            tenant = (await self._auth.issued()).tenant_id
-        client = ImageClient(
-            self._transport, self._auth, region=key, endpoint=endpoint, tenant_id=tenant
-        )
-        self._clients[key] = client
-        return client

@@ -1,7 +1,7 @@
 """Logging set-up: structlog to stderr, human console lines or JSON lines.
 
 Context (job, image, target, step) is bound where it is known, so every line carries it.  No code
-path logs a secret: credentials travel as ``transfer.credentials.Secret``, which prints as
+path logs a secret: credentials travel as ``transfer.config.settings.Secret``, which prints as
 ``***``, and the client logs URL paths, never headers.
 """
 

@@ -16,8 +16,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from transfer.engine import Progress
-from transfer.report import human_bytes, human_rate, progress_line
+from transfer.cli.report import human_bytes, human_rate, progress_line
+from transfer.engine.results import Progress
 
 
 def _eta(remaining: float, rate: float) -> str:

@@ -3,7 +3,7 @@
 It owns turning flags and the ``OS_*`` environment into ``Credentials`` (flags win), the
 subcommands' output (tables for people, ``--json`` for scripts), and the download/upload helpers
 a shell user needs (progress on a terminal, resumable downloads, MD5 verification).  All HTTP goes
-through ``transfer.auth.CloudSession`` and ``transfer.client.ImageClient``.
+through ``transfer.cloud.sessions.CloudSession`` and ``transfer.cloud.client.ImageClient``.
 
 Exit codes: 0 done, 1 the API or a file said no, 2 a usage error, 3 the credentials or the
 catalog failed (raised to ``transfer.cli``, which maps fatal errors).
@@ -22,12 +22,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from transfer.auth import CloudSession
-from transfer.client import IMAGE_FILTERS, ImageClient
-from transfer.config import load_credentials
-from transfer.credentials import NHN_IDENTITY_URL, Credentials, Secret
+from transfer.cli.logs import configure_logging
+from transfer.cloud.client import IMAGE_FILTERS, ImageClient
+from transfer.cloud.sessions import CloudSession
+from transfer.config.loader import load_credentials
+from transfer.config.settings import NHN_IDENTITY_URL, Credentials, Secret
 from transfer.errors import ConfigError, IntegrityError, TransferError, TransportError
-from transfer.logs import configure_logging
 from transfer.models import CORE_KEYS, Image, Member, PatchOp, is_reserved_key
 
 EXIT_OK = 0

@@ -1,0 +1,1 @@
+"""The cloud side: HTTP transport, the Image API client, Keystone tokens, sessions."""

@@ -1,0 +1,322 @@
+"""The settings: frozen, keyword-only dataclasses that the loader builds and validates, and the
+``Secret`` wrapper that keeps passwords and tokens out of every message, log and repr.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from collections.abc import (
+    Collection,
+    Mapping,
+)
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from transfer.bandwidth import Timetable
+from transfer.cloud.retry import RetryPolicy
+from transfer.errors import (
+    ConfigError,
+)
+from transfer.models import Image
+
+NHN_IDENTITY_URL = "https://api-identity-infrastructure.nhncloudservice.com/v2.0"
+
+
+class Secret:
+    """A string that never shows itself: ``str``, ``repr`` and f-strings give ``'***'``.
+
+    Call ``reveal()`` at the one place that must send it (an HTTP header or body).
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __format__(self, spec: str) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Credentials:
+    """How to reach one tenant's Image API.
+
+    Password mode: ``identity_url`` + ``tenant_id`` + ``username`` + ``password``; the image
+    endpoint of a region comes from the token's service catalog unless ``endpoints`` names it.
+    Token mode (no identity service): ``token`` + ``endpoints`` (region name -> image URL).
+    """
+
+    name: str = "default"  # the config's name for this cloud, used in messages
+    identity_url: str = NHN_IDENTITY_URL
+    tenant_id: str | None = None
+    tenant_name: str | None = None
+    username: str | None = None
+    password: Secret | None = None
+    token: Secret | None = None
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+    ca_bundle: str | None = None  # path to a CA bundle; None = the system's
+    verify_tls: bool = True
+
+    @property
+    def uses_token(self) -> bool:
+        return self.token is not None
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "console", "json")
+VERIFY_MODES = ("auto", "full")
+MISMATCH_ACTIONS = ("delete", "quarantine")
+SPOOL_MODES = ("off", "auto", "always")
+OS_TYPES = ("linux", "windows")
+VISIBILITIES = ("public", "private", "shared", "community")
+MEMBER_STATUSES = ("accepted", "pending", "rejected", "all")
+
+# Names end up in journal keys, marker properties and "cloud/REGION" target keys.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_REGION_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+_ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_GLOB_CHARS = frozenset("*?[")
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class JournalConfig:
+    """Where the job journal lives: an SQLite file (``path``), or a PostgreSQL database
+    several hosts share (``url``, without its password, which is in ``password`` or left to
+    libpq: ``~/.pgpass``, ``PGPASSWORD``).  With ``url``, ``path`` still anchors this host's
+    local state (the spool folder's default place, lock files) at its default location."""
+
+    path: Path
+    url: str | None = None
+    password: Secret | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "auto"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Endpoint:
+    """One side of a job: a cloud (tenant credentials) and a region."""
+
+    cloud: str
+    region: str  # upper case
+
+    @property
+    def key(self) -> str:
+        return f"{self.cloud}/{self.region}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SelectConfig:
+    """Which source images a job copies: API filters first, then local globs and id lists."""
+
+    visibility: str | None = None
+    owner: str | None = None
+    status: str | None = "active"
+    size_min: int | None = None
+    size_max: int | None = None
+    nhncloud_product: str | None = None
+    member_status: str | None = None
+    tags: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    exclude_names: tuple[str, ...] = ()
+    ids: tuple[str, ...] = ()
+    exclude_ids: tuple[str, ...] = ()
+
+    def api_filters(self) -> dict[str, str | int | list[str]]:
+        """Query parameters for the list call (``tag`` repeats; no ``limit`` or ``marker``)."""
+        filters: dict[str, str | int | list[str]] = {}
+        for key in ("visibility", "owner", "status", "nhncloud_product", "member_status"):
+            value = getattr(self, key)
+            if value is not None:
+                filters[key] = value
+        if self.size_min is not None:
+            filters["size_min"] = self.size_min
+        if self.size_max is not None:
+            filters["size_max"] = self.size_max
+        if self.tags:
+            filters["tag"] = list(self.tags)
+        # One literal name can be filtered by the server; globs only locally.
+        if len(self.names) == 1 and not _GLOB_CHARS & set(self.names[0]):
+            filters["name"] = self.names[0]
+        return filters
+
+    def matches(self, image: Image) -> bool:
+        """Whether a listed image is selected (re-checks the API filters the server may ignore).
+
+        Public images (the provider's own) are selected only when ``visibility = "public"`` is
+        asked for or their id is listed in ``ids``: users cannot create public images, and a
+        migration that silently copied every public image would be a costly surprise.
+        """
+        if image.id in self.exclude_ids:
+            return False
+        if self.ids and image.id not in self.ids:
+            return False
+        if self.status is not None and image.status != self.status:
+            return False
+        if self.visibility is not None and image.visibility != self.visibility:
+            return False
+        if (
+            image.visibility == "public"
+            and self.visibility != "public"
+            and image.id not in self.ids
+        ):
+            return False
+        if self.owner is not None and image.owner != self.owner:
+            return False
+        if self.size_min is not None and (image.size is None or image.size < self.size_min):
+            return False
+        if self.size_max is not None and (image.size is None or image.size > self.size_max):
+            return False
+        if self.tags and not set(self.tags) <= set(image.tags):
+            return False
+        name = image.name or ""
+        if self.names and not any(fnmatch.fnmatchcase(name, glob) for glob in self.names):
+            return False
+        return not any(fnmatch.fnmatchcase(name, glob) for glob in self.exclude_names)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CopyConfig:
+    """What a job copies besides the bytes.  Cloud names are already resolved to tenant ids."""
+
+    properties: bool = True
+    exclude_properties: tuple[str, ...] = ()
+    tags: bool = True
+    protected: bool = False
+    visibility: bool = True
+    members: bool = True
+    accept: bool = True
+    default_os_type: str = "linux"
+    share_with: tuple[str, ...] = ()  # tenant ids every target is shared with
+    member_map: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def excluded(self, key: str) -> bool:
+        """Whether a property is never copied (nor removed on the target)."""
+        return any(fnmatch.fnmatchcase(key, glob) for glob in self.exclude_properties)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobConfig:
+    name: str
+    source: Endpoint
+    targets: tuple[Endpoint, ...]
+    transfers: int = 4
+    checkers: int = 8
+    retries: int = 3
+    verify: str = "auto"
+    on_mismatch: str = "delete"
+    spool: str = "off"  # off | auto | always
+    spool_dir: Path | None = None  # default: "spool" beside the journal
+    bwlimit: Timetable | None = None  # None: no limit
+    max_duration: float | None = None  # seconds; after it no new image starts
+    request_rate: float | None = None  # API requests per second per cloud session
+    prune: bool = False  # delete this job's targets whose source is gone or superseded
+    max_delete: int | None = None  # refuse a run that would delete more than this
+    select: SelectConfig = field(default_factory=SelectConfig)
+    copy: CopyConfig = field(default_factory=CopyConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    path: Path
+    journal: JournalConfig
+    log: LogConfig
+    clouds: Mapping[str, Credentials]
+    jobs: Mapping[str, JobConfig]
+    warnings: tuple[str, ...] = ()
+
+    def job(self, name: str) -> JobConfig:
+        """The job of that name; a ConfigError naming the defined ones otherwise."""
+        try:
+            return self.jobs[name]
+        except KeyError:
+            defined = ", ".join(self.jobs) or "none"
+            hint = suggestion(name, self.jobs)
+            message = f"{self.path}: no job named {name!r}{hint} (defined: {defined})"
+            raise ConfigError(message) from None
+
+    def cloud_for_tenant(self, tenant_id: str) -> Credentials | None:
+        """The first cloud whose credentials belong to that tenant (to accept memberships)."""
+        for creds in self.clouds.values():
+            if creds.tenant_id == tenant_id:
+                return creds
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpSettings:
+    """How the client talks HTTP: timeouts (seconds), pool size, retry budget, read size."""
+
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0  # idle time between two reads, not a whole-body deadline
+    pool_per_host: int = 16
+    attempts: int = 8
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    retry_total: float = 300.0
+    chunk_size: int = 1 << 20
+    #: At most this many requests per second through one session (None: no cap), for tenants
+    #: whose API is rate-limited.  Each attempt counts, retries included.
+    requests_per_second: float | None = None
+
+    def __post_init__(self) -> None:
+        positive = ("connect_timeout", "read_timeout", "pool_per_host", "attempts", "chunk_size")
+        problems = [
+            f"http setting {name!r} must be positive, got {getattr(self, name)!r}"
+            for name in positive
+            if getattr(self, name) <= 0
+        ]
+        problems += [
+            f"http setting {name!r} must not be negative, got {getattr(self, name)!r}"
+            for name in ("backoff_base", "backoff_cap", "retry_total")
+            if getattr(self, name) < 0
+        ]
+        if self.requests_per_second is not None and not self.requests_per_second > 0:
+            problems.append(
+                f"http setting 'requests_per_second' must be positive, "
+                f"got {self.requests_per_second!r}"
+            )
+        if problems:
+            raise ConfigError(problems[0], problems=problems)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            attempts=self.attempts,
+            base=self.backoff_base,
+            cap=self.backoff_cap,
+            total=self.retry_total,
+        )
+
+
+def suggestion(key: str, known: Collection[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

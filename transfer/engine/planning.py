@@ -1,0 +1,258 @@
+"""Planning a run: list both sides, read the journal, and ask the pure planner what each (source,
+target) pair needs; with a shared journal, plan once for every worker (``join_and_plan``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import anyio
+import structlog
+
+from transfer.cloud.client import ImageClient
+from transfer.cloud.sessions import Clouds
+from transfer.config.settings import Config, JobConfig
+from transfer.journal import Journal
+from transfer.journal.records import ItemKey, PlanTicket
+from transfer.metadata import DesiredTarget
+from transfer.models import Image, Member
+from transfer.planner import Code, PlanItem, plan_job
+
+log = structlog.get_logger("transfer.engine.planning")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """One target of a job: a tenant in a region, with the clients needed there."""
+
+    key: str
+    region: str
+    client: ImageClient
+    tenant_id: str
+    #: member tenant id -> a client authenticated as that tenant in this region (to accept).
+    member_clients: Mapping[str, ImageClient] = field(default_factory=dict)
+
+
+@dataclass
+class JobPlan:
+    """Everything the planner needs and what it decided, for one job."""
+
+    job: JobConfig
+    items: list[PlanItem]
+    sources: list[Image]
+    desired: dict[tuple[str, str], DesiredTarget]
+    targets: dict[str, Target]
+    source_client: ImageClient
+    spool_dir: Path | None = None  # where spool files go (None: "spool" in the working dir)
+
+
+async def _gather(
+    limiter: anyio.CapacityLimiter, funcs: Sequence[Callable[[], Awaitable[None]]]
+) -> None:
+    async def one(func: Callable[[], Awaitable[None]]) -> None:
+        async with limiter:
+            await func()
+
+    async with anyio.create_task_group() as tg:
+        for func in funcs:
+            tg.start_soon(one, func)
+
+
+async def build_plan(config: Config, job: JobConfig, clouds: Clouds, journal: Journal) -> JobPlan:
+    """List both sides, read the journal and plan every (source, target) pair."""
+    checkers = anyio.CapacityLimiter(job.checkers)
+    source_client = await clouds.client(job.source.cloud, job.source.region)
+    filters = job.select.api_filters()
+    sources = [
+        image
+        async for image in source_client.list_images(**cast(dict[str, Any], filters))
+        if job.select.matches(image)
+    ]
+    log.info("listed source", job=job.name, images=len(sources))
+
+    targets: dict[str, Target] = {}
+    listings: dict[str, list[Image]] = {}
+    for endpoint in job.targets:
+        session = await clouds.session(endpoint.cloud)
+        client = await session.image_client(endpoint.region)
+        tenant_id = await session.tenant_id()
+        listings[endpoint.key] = [image async for image in client.list_images(owner=tenant_id)]
+        targets[endpoint.key] = Target(
+            key=endpoint.key, region=endpoint.region, client=client, tenant_id=tenant_id
+        )
+
+    source_members: dict[str, frozenset[str]] = {}
+    if job.copy.members:
+
+        def lister(image: Image) -> Callable[[], Awaitable[None]]:
+            async def list_members() -> None:
+                members: list[Member] = await source_client.list_members(image.id)
+                source_members[image.id] = frozenset(m.member_id for m in members)
+
+            return list_members
+
+        await _gather(checkers, [lister(i) for i in sources if i.visibility == "shared"])
+
+    entries = await journal.entries(job.name)
+    items = plan_job(
+        job,
+        sources=sources,
+        targets=listings,
+        journal=entries,
+        source_members=source_members,
+        target_tenants={key: t.tenant_id for key, t in targets.items()},
+    )
+    desired: dict[tuple[str, str], DesiredTarget] = {}
+    member_tenants: set[str] = set()
+    for item in items:
+        if item.source is not None and item.desired is not None:
+            desired[(item.source.id, item.target_key)] = item.desired
+            member_tenants |= item.desired.members
+
+    if job.copy.accept and member_tenants:
+        for key, target in targets.items():
+            member_clients: dict[str, ImageClient] = {}
+            for tenant in sorted(member_tenants):
+                cloud = clouds.cloud_for_tenant(tenant)
+                if tenant == target.tenant_id:
+                    continue
+                if cloud is not None:
+                    member_clients[tenant] = await clouds.client(cloud, target.region)
+            targets[key] = dataclasses.replace(target, member_clients=member_clients)
+
+    if job.copy.members or job.copy.accept:
+        items = await _member_drift(items, targets, job, checkers)
+
+    return JobPlan(
+        job=job,
+        items=items,
+        sources=sources,
+        desired=desired,
+        targets=targets,
+        source_client=source_client,
+        spool_dir=job.spool_dir or config.journal.path.parent / "spool",
+    )
+
+
+async def _member_drift(
+    items: list[PlanItem],
+    targets: Mapping[str, Target],
+    job: JobConfig,
+    limiter: anyio.CapacityLimiter,
+) -> list[PlanItem]:
+    """In-sync copies whose members differ from the wanted ones become updates.
+
+    The pure planner cannot see members (they take a call per image), so they are compared
+    here, only for copies that are shared: the nightly cost is one call per shared copy.
+    """
+    result = list(items)
+
+    def checker(index: int, item: PlanItem) -> Callable[[], Awaitable[None]]:
+        async def check() -> None:
+            assert item.target is not None and item.desired is not None
+            target = targets[item.target_key]
+            members = await target.client.list_members(item.target.id)
+            reasons = member_differences(
+                {m.member_id: m.status for m in members},
+                item.desired.members,
+                accepting=target.member_clients.keys() if job.copy.accept else (),
+                remove_extra=job.copy.members,
+            )
+            if reasons:
+                result[index] = dataclasses.replace(
+                    item, code=Code.UPDATE, reasons=(*item.reasons, *reasons)
+                )
+
+        return check
+
+    await _gather(
+        limiter,
+        [
+            checker(index, item)
+            for index, item in enumerate(items)
+            if item.code is Code.IN_SYNC
+            and item.target is not None
+            and item.desired is not None
+            and item.target.visibility == "shared"
+        ],
+    )
+    return result
+
+
+def member_differences(
+    current: Mapping[str, str],
+    wanted: Collection[str],
+    *,
+    accepting: Collection[str],
+    remove_extra: bool,
+) -> list[str]:
+    """Why a copy's members (member -> status) are not the wanted ones; ``accepting`` are the
+    members whose credentials the config has, so they should have accepted."""
+    reasons = [f"member {m} missing" for m in sorted(set(wanted) - current.keys())]
+    if remove_extra:
+        reasons += [f"member {m} not on the source" for m in sorted(current.keys() - set(wanted))]
+    reasons += [
+        f"member {m} is {status}, expected accepted"
+        for m, status in sorted(current.items())
+        if m in accepting and m in wanted and status != "accepted"
+    ]
+    return reasons
+
+
+async def join_and_plan(
+    config: Config,
+    job: JobConfig,
+    clouds: Clouds,
+    journal: Journal,
+    worker: str,
+    *,
+    lease_seconds: float = 30.0,
+) -> tuple[JobPlan, PlanTicket]:
+    """Plan a job once for all the workers of a shared journal.
+
+    The first worker to arrive plans: it lists both sides, records an entry for each item to
+    work and publishes them.  The others wait until the plan is published, then list for
+    themselves (they need the images' details) and claim from the published plan.
+    """
+    ticket = await journal.join_plan(job.name, worker, lease_seconds=lease_seconds)
+    plan = await build_plan(config, job, clouds, journal)
+    if ticket.planner:
+        keys: list[ItemKey] = []
+        for group in by_source([i for i in plan.items if i.code in _WORK and i.source]):
+            for item in group:  # a source's targets side by side: claimed together, read once
+                assert item.source is not None
+                await journal.ensure_entry(
+                    job.name,
+                    item.source.id,
+                    item.target_key,
+                    source_name=item.source.name or "",
+                    source_checksum=item.source.checksum,
+                    source_size=item.source.size,
+                    target_id=item.target_id,
+                    generation=item.generation,
+                )
+                keys.append(item_key(item))
+        await journal.publish_plan(ticket, keys)
+    return plan, ticket
+
+
+_WORK = (Code.COPY, Code.REPAIR, Code.UPDATE)
+
+
+def by_source(items: Sequence[PlanItem]) -> list[list[PlanItem]]:
+    """The items grouped by source image, in the order the sources first appear."""
+    groups: dict[str, list[PlanItem]] = {}
+    for item in items:
+        assert item.source is not None
+        groups.setdefault(item.source.id, []).append(item)
+    return list(groups.values())
+
+
+def item_key(item: PlanItem) -> tuple[str, str]:
+    """The journal key of a plan item that has a source."""
+    assert item.source is not None
+    return (item.source.id, item.target_key)
