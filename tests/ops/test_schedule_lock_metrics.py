@@ -73,7 +73,8 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from transfer.journal.lock import job_lock\n"
+            "import sys, time; from pathlib import Path\n"
+            "from transfer.journal.lock import job_lock\n"
             f"with job_lock(Path({str(journal)!r}), 'nightly'):\n"
             "    print('held', flush=True); time.sleep(60)",
         ],
