@@ -2,33 +2,68 @@
 
 ::
 
-    TransferError                  every error this project raises on purpose
-    ├── ConfigError                a bad config file, flag or environment (usage error, exit 2)
-    ├── AuthError                  the identity service refused the credentials (fatal)
-    ├── CatalogError               no image endpoint for the asked region (fatal)
-    ├── ApiError                   the Image API answered with an HTTP error status
-    │   ├── BadRequest             400
-    │   ├── Unauthorized           401 (the client re-issues the token once before raising it)
-    │   ├── Forbidden              403 (protected image, download not allowed, not owner, ...)
-    │   ├── NotFound               404
-    │   ├── Conflict               409 (wrong status for the call, duplicate id or member, ...)
-    │   ├── RequestTooLarge        413 (quota, storage full, size cap)
-    │   ├── UnsupportedMediaType   415
-    │   ├── RangeNotSatisfiable    416
-    │   ├── TooManyRequests        429                 retryable
-    │   └── ServerError            5xx                 retryable
-    ├── TransportError             connection refused/reset, DNS, TLS, body cut off   retryable
-    │   └── RequestTimeout         connect or read timeout                            retryable
-    ├── ProtocolError              the server answered something that is not the API
-    │                              (invalid JSON, missing fields, a foreign `next` link, ...)
-    ├── IntegrityError             bytes received differ from what the source declared
-    │                              (not retryable per request; the engine retries the image)
-    └── SpoolError                 the local spool cannot hold an image (disk space, permissions)
+    TransferError                   every error this project raises on purpose
+    ├── ConfigError                 a bad config file, flag or environment (usage error, exit 2)
+    ├── AuthError                   the identity service refused the credentials
+    ├── CatalogError                no image endpoint for the asked region
+    ├── ApiError                    the Image API answered with an HTTP error status
+    │   ├── BadRequest              400
+    │   ├── Unauthorized            401 (the client re-issues the token once before raising it)
+    │   ├── Forbidden               403 (protected image, download not allowed, not owner, ...)
+    │   ├── NotFound                404
+    │   ├── Conflict                409 (wrong status for the call, duplicate id or member, ...)
+    │   ├── RequestTooLarge         413 (quota, storage full, size cap)
+    │   ├── UnsupportedMediaType    415
+    │   ├── RangeNotSatisfiable     416
+    │   ├── TooManyRequests         429
+    │   └── ServerError             5xx
+    ├── TransportError              connection reset, body cut off, a failure mid-request
+    │   ├── RequestTimeout          connect or read timeout
+    │   ├── ConnectError            the connection could not be opened: nothing was sent
+    │   │   └── ConnectTimeout      (also a RequestTimeout)
+    │   └── TlsVerificationError    the server's certificate is not trusted
+    ├── ProtocolError               the server answered something that is not the API
+    │                               (invalid JSON, missing fields, a foreign `next` link, ...)
+    ├── IntegrityError              bytes received differ from what the source declared
+    ├── SpoolError                  the local spool cannot hold an image (disk space, permissions)
+    ├── JournalError                the journal cannot be opened, read or written
+    ├── LeaseLost                   another worker took over what this one was working on
+    ├── JobLocked                   another live run holds the job
+    └── TooManyDeletions            a prune would delete more than ``max_delete``
 
-Each class says whether repeating the same request may help (``retryable``) and whether the
-error should stop a whole run rather than one image (``fatal``).  Messages never contain a
-token or a password: the client builds them from the method, the URL path (never the query
-of a request that could carry secrets) and the server's own message.
+What each error allows is declared on its class, here and nowhere else:
+
+=========================  =========  ======  =====  =====
+class                      retryable  unsent  image  fatal
+=========================  =========  ======  =====  =====
+ConfigError                                          yes
+AuthError                                            yes
+CatalogError                                         yes
+Unauthorized                                  yes
+TooManyRequests            yes        yes     yes
+ServerError                yes                yes
+TransportError             yes                yes
+RequestTimeout             yes                yes
+ConnectError               yes        yes     yes
+ConnectTimeout             yes        yes     yes
+TlsVerificationError                                 yes
+IntegrityError                                yes
+JobLocked                                            yes
+=========================  =========  ======  =====  =====
+
+Every other class allows none of these.
+
+- ``retryable``: repeating the same request may succeed (the client retries it with backoff);
+- ``unsent``: the server cannot have acted on the request, so even a call that is not
+  idempotent (a create without a chosen id, a streamed upload) may be sent again;
+- ``image`` (``image_retryable``): another attempt at the whole image may succeed where this one
+  failed: a retryable error, bytes that did not match (the next attempt reads them again), or a
+  401 on a streamed upload (the client renewed the token but could not send the consumed body
+  again; a token the identity service refuses to renew is an ``AuthError``);
+- ``fatal``: the error stops the whole run, not just one image.
+
+Messages never contain a token or a password: the client builds them from the method, the URL
+path (never the query of a request that could carry secrets) and the server's own message.
 """
 
 from __future__ import annotations
@@ -40,6 +75,8 @@ class TransferError(Exception):
     """Root of every error this project raises on purpose."""
 
     retryable: ClassVar[bool] = False
+    unsent: ClassVar[bool] = False
+    image_retryable: ClassVar[bool] = False
     fatal: ClassVar[bool] = False
 
 
@@ -95,6 +132,7 @@ class BadRequest(ApiError):
 
 class Unauthorized(ApiError):
     status = 401
+    image_retryable = True
 
 
 class Forbidden(ApiError):
@@ -124,17 +162,21 @@ class RangeNotSatisfiable(ApiError):
 class TooManyRequests(ApiError):
     status = 429
     retryable = True
+    unsent = True
+    image_retryable = True
 
 
 class ServerError(ApiError):
     status = 500
     retryable = True
+    image_retryable = True
 
 
 class TransportError(TransferError):
-    """The connection failed: refused, reset, DNS, TLS, or a body cut off mid-way."""
+    """The connection failed: reset, closed, or a body cut off mid-way."""
 
     retryable = True
+    image_retryable = True
 
 
 class RequestTimeout(TransportError):
@@ -143,6 +185,8 @@ class RequestTimeout(TransportError):
 
 class ConnectError(TransportError):
     """The connection could not be opened (refused, DNS, connect timeout): nothing was sent."""
+
+    unsent = True
 
 
 class ConnectTimeout(ConnectError, RequestTimeout):
@@ -154,6 +198,7 @@ class TlsVerificationError(TransportError):
     an interception, so it stops the run."""
 
     retryable = False
+    image_retryable = False
     fatal = True
 
 
@@ -163,6 +208,12 @@ class ProtocolError(TransferError):
 
 class IntegrityError(TransferError):
     """Bytes received differ from what was declared (size or checksum)."""
+
+    image_retryable = True
+
+
+class JournalError(TransferError):
+    """The journal cannot be opened, read or written (the message names it and says why)."""
 
 
 class LeaseLost(TransferError):
@@ -206,8 +257,3 @@ def api_error_class(status: int) -> type[ApiError]:
     if status >= 500:
         return ServerError
     return _BY_STATUS.get(status, ApiError)
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """Whether repeating the same request may succeed."""
-    return isinstance(exc, TransferError) and exc.retryable

@@ -165,7 +165,9 @@ class Image:
         return props
 
 
-MEMBER_STATUSES: frozenset[str] = frozenset({"pending", "accepted", "rejected"})
+#: The statuses of a member, and the ``member_status`` list filters (which add ``all``).
+MEMBER_STATUSES: tuple[str, ...] = ("accepted", "pending", "rejected")
+MEMBER_STATUS_FILTERS: tuple[str, ...] = (*MEMBER_STATUSES, "all")
 
 
 @dataclass(frozen=True, slots=True)

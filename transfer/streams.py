@@ -261,6 +261,15 @@ def parse_size(text: str) -> int:
     return round(float(number) * _UNITS[unit.upper()])
 
 
+def human_bytes(n: float) -> str:
+    """``524288000`` -> ``"500.0 MiB"`` (1024-based, as ``parse_size`` reads it)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
 def parse_rate(text: str) -> float | None:
     """``"10M"`` -> 10 MiB/s in bytes/s; ``"off"`` or ``"0"`` -> None (no limit), as in rclone."""
     stripped = text.strip()

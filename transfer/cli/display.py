@@ -16,8 +16,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from transfer.cli.report import human_bytes, human_rate, progress_line
+from transfer.cli.report import human_rate, progress_line
 from transfer.engine.results import Progress
+from transfer.streams import human_bytes
 
 
 def _eta(remaining: float, rate: float) -> str:

@@ -28,7 +28,16 @@ from transfer.cloud.sessions import CloudSession
 from transfer.config.loader import load_credentials
 from transfer.config.settings import NHN_IDENTITY_URL, Credentials, Secret
 from transfer.errors import ConfigError, IntegrityError, TransferError, TransportError
-from transfer.models import CORE_KEYS, Image, Member, PatchOp, is_reserved_key
+from transfer.models import (
+    CORE_KEYS,
+    MEMBER_STATUS_FILTERS,
+    MEMBER_STATUSES,
+    Image,
+    Member,
+    PatchOp,
+    is_reserved_key,
+)
+from transfer.streams import human_bytes
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -120,7 +129,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--product", dest="nhncloud_product", metavar="PRODUCT", help="compute|gpu")
     p.add_argument("--sort-key")
     p.add_argument("--sort-dir", choices=("asc", "desc"))
-    p.add_argument("--member-status", choices=("accepted", "pending", "rejected", "all"))
+    p.add_argument("--member-status", choices=MEMBER_STATUS_FILTERS)
     p.add_argument("--tag", action="append", help="only images with this tag; repeatable")
 
     p = _leaf(sub, "show", _cmd_show, "show one image")
@@ -195,7 +204,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p = _leaf(msub, "set-status", _cmd_members_status, "set a member's status (as the member)")
     p.add_argument("image_id", metavar="ID")
     p.add_argument("member_id", metavar="MEMBER")
-    p.add_argument("member_status", metavar="STATUS", choices=("pending", "accepted", "rejected"))
+    p.add_argument("member_status", metavar="STATUS", choices=MEMBER_STATUSES)
 
 
 def _positive_int(text: str) -> int:
@@ -377,17 +386,6 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str))
 
 
-def _human_size(size: int | None) -> str:
-    if size is None:
-        return "-"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
-
-
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
@@ -458,9 +456,9 @@ class _Progress:
 
     def _draw(self, now: float) -> None:
         rate = (self._done - self._start) / max(now - self._began, 1e-6)
-        total = f" / {_human_size(self._total)}" if self._total else ""
+        total = f" / {human_bytes(self._total)}" if self._total else ""
         pct = f" ({100 * self._done / self._total:.0f}%)" if self._total else ""
-        line = f"{self._label}: {_human_size(self._done)}{total}{pct}  {_human_size(int(rate))}/s"
+        line = f"{self._label}: {human_bytes(self._done)}{total}{pct}  {human_bytes(int(rate))}/s"
         self._stream.write(f"\r{line:<72}")
         self._stream.flush()
 
@@ -513,7 +511,7 @@ async def _cmd_list(args: argparse.Namespace, cloud: CloudSession, client: Image
                     _cell(i.name),
                     i.status,
                     i.visibility,
-                    _human_size(i.size),
+                    "-" if i.size is None else human_bytes(i.size),
                     _cell(i.disk_format),
                 )
                 for i in images

@@ -24,7 +24,6 @@ from transfer.cli.report import (
     format_plan_summary,
     format_prune,
     format_summary,
-    human_bytes,
     summary_json,
 )
 from transfer.cloud.sessions import Clouds, open_clouds
@@ -40,7 +39,7 @@ from transfer.journal import Journal, open_journal
 from transfer.journal.lock import job_lock
 from transfer.journal.records import PlanTicket
 from transfer.planner import format_plan
-from transfer.streams import TokenBucket
+from transfer.streams import TokenBucket, human_bytes
 
 _T = TypeVar("_T")
 
@@ -258,7 +257,7 @@ def _run_run(args: argparse.Namespace) -> int:
                         # allows one run per job, which the lock file enforces.
                         lock = (
                             contextlib.nullcontext()
-                            if journal.coordinates_workers
+                            if journal.work_queue is not None
                             else job_lock(config.journal.path, job.name)
                         )
                         with lock:
@@ -333,7 +332,7 @@ async def _run_one(
     if args.restart:
         await journal.reset_job(job.name)
     ticket: PlanTicket | None = None
-    if journal.coordinates_workers:
+    if journal.work_queue is not None:
         worker = args.worker_id or default_worker_id()
         plan, ticket = await join_and_plan(
             config, job, clouds, journal, worker, lease_seconds=args.lease_seconds

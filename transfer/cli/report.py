@@ -8,16 +8,9 @@ from typing import Any
 from transfer.engine.prune import PruneResult
 from transfer.engine.results import Difference, Progress, RunSummary
 from transfer.planner import Code, PlanItem, plan_counts
+from transfer.streams import human_bytes
 
 OUTCOMES = ("copied", "repaired", "updated", "in-sync", "failed")
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
 
 
 def human_rate(bytes_per_second: float) -> str:

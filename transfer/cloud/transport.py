@@ -40,7 +40,6 @@ from transfer.errors import (
     ProtocolError,
     RequestTimeout,
     TlsVerificationError,
-    TooManyRequests,
     TransferError,
     TransportError,
     Unauthorized,
@@ -297,15 +296,13 @@ class HttpTransport:
                 if not replayable:
                     raise error
                 continue
-            may_retry = error.retryable and (
-                mode is Retry.SAFE or isinstance(error, ConnectError | TooManyRequests)
-            )
+            may_retry = error.retryable and (mode is Retry.SAFE or error.unsent)
             if not may_retry:
                 raise error
             delay = state.next_delay(error)
             if delay is None:
                 raise exhausted(error, state) from error
-            if tries is not None and not isinstance(error, ConnectError | TooManyRequests):
+            if tries is not None and not error.unsent:
                 tries.uncertain = True
             log.debug(
                 "http.retry",

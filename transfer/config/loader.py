@@ -30,7 +30,6 @@ from transfer.config.settings import (
     _REGION_RE,
     LOG_FORMATS,
     LOG_LEVELS,
-    MEMBER_STATUSES,
     MISMATCH_ACTIONS,
     NHN_IDENTITY_URL,
     OS_TYPES,
@@ -50,7 +49,7 @@ from transfer.config.settings import (
 )
 from transfer.config.sources import clouds_yaml_entry, openstack_environment
 from transfer.errors import ConfigError
-from transfer.models import IMAGE_STATUSES
+from transfer.models import IMAGE_STATUSES, MEMBER_STATUS_FILTERS
 
 _DURATION_RE = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
 
@@ -943,7 +942,7 @@ class _Loader:
             size_max=size_max,
             nhncloud_product=self.string(table, "nhncloud_product", where),
             member_status=self.string(
-                table, "member_status", where, choices=MEMBER_STATUSES, lower=True
+                table, "member_status", where, choices=MEMBER_STATUS_FILTERS, lower=True
             ),
             tags=self.strings(table, "tags", where),
             names=self.strings(table, "names", where),

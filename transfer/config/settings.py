@@ -90,7 +90,6 @@ MISMATCH_ACTIONS = ("delete", "quarantine")
 SPOOL_MODES = ("off", "auto", "always")
 OS_TYPES = ("linux", "windows")
 VISIBILITIES = ("public", "private", "shared", "community")
-MEMBER_STATUSES = ("accepted", "pending", "rejected", "all")
 
 # Names end up in journal keys, marker properties and "cloud/REGION" target keys.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

@@ -42,7 +42,6 @@ from transfer.errors import (
     IntegrityError,
     NotFound,
     TransferError,
-    Unauthorized,
 )
 from transfer.journal import Journal
 from transfer.metadata import (
@@ -157,7 +156,7 @@ class Pipeline:
                     feed.release(target.key)
             except TransferError as exc:
                 last_error = exc
-                retry = _worth_another_attempt(exc)
+                retry = exc.image_retryable
                 bound.warning("attempt failed", attempt=attempt, error=str(exc), will_retry=retry)
                 await self.journal.update_entry(
                     self.job.name, src.id, target.key, last_error=str(exc)
@@ -193,9 +192,7 @@ class Pipeline:
         else:
             result.outcome = "failed"
             result.error = str(last_error)
-            result.retryable = isinstance(last_error, TransferError) and _worth_another_attempt(
-                last_error
-            )
+            result.retryable = isinstance(last_error, TransferError) and last_error.image_retryable
             await self.journal.update_entry(
                 self.job.name, src.id, target.key, state="failed", last_error=str(last_error)
             )
@@ -516,16 +513,6 @@ class _ItemState:
     image: Image | None = None
     hashes: dict[str, str] = field(default_factory=dict)
     uploaded: bool = False
-
-
-def _worth_another_attempt(exc: TransferError) -> bool:
-    """Whether the image's next attempt may succeed where this one failed.
-
-    Besides transient errors: bytes that did not match (the next attempt reads them again),
-    and a 401 on a streamed upload: the client renewed the token but could not send the
-    consumed body again (a token the identity service refuses to renew is an AuthError).
-    """
-    return isinstance(exc, IntegrityError | Unauthorized) or exc.retryable
 
 
 async def _add_tag_quietly(client: ImageClient, image_id: str, tag: str, st: _ItemState) -> bool:

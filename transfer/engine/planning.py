@@ -218,7 +218,9 @@ async def join_and_plan(
     work and publishes them.  The others wait until the plan is published, then list for
     themselves (they need the images' details) and claim from the published plan.
     """
-    ticket = await journal.join_plan(job.name, worker, lease_seconds=lease_seconds)
+    queue = journal.work_queue
+    assert queue is not None  # the caller checked: only a shared journal has one
+    ticket = await queue.join_plan(job.name, worker, lease_seconds=lease_seconds)
     plan = await build_plan(config, job, clouds, journal)
     if ticket.planner:
         keys: list[ItemKey] = []
@@ -236,7 +238,7 @@ async def join_and_plan(
                     generation=item.generation,
                 )
                 keys.append(item_key(item))
-        await journal.publish_plan(ticket, keys)
+        await queue.publish_plan(ticket, keys)
     return plan, ticket
 
 

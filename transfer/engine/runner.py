@@ -184,9 +184,12 @@ async def run_plan(
     by_key = {item_key(i): i for i in work}
     in_sync = {item_key(i) for i in plan.items if i.code is Code.IN_SYNC and i.source}
 
+    queue = journal.work_queue
+
     async def claimed_loop(plan_id: int) -> None:
+        assert queue is not None
         while not stop.is_set():
-            keys = await journal.claim(
+            keys = await queue.claim(
                 job.name,
                 worker_id,
                 limit=max(1, len(job.targets)),
@@ -194,7 +197,7 @@ async def run_plan(
                 plan_id=plan_id,
             )
             if not keys:
-                status = await journal.plan_status(job.name, plan_id)
+                status = await queue.plan_status(job.name, plan_id)
                 if status is None or status.open == 0:
                     return
                 # Others hold the rest: wait, and take over whatever a dead worker leaves.
@@ -222,15 +225,16 @@ async def run_plan(
             finally:
                 for key in keys:
                     held.pop(key, None)
-                await journal.release(job.name, worker_id, keys)
+                await queue.release(job.name, worker_id, keys)
 
     async def renew_leases() -> None:
+        assert queue is not None
         while True:
             await anyio.sleep(lease_seconds / 3)
             keys = set(held)
             if not keys:
                 continue
-            kept = await journal.renew(job.name, worker_id, keys, lease_seconds)
+            kept = await queue.renew(job.name, worker_id, keys, lease_seconds)
             for key in keys - kept:
                 log.warning("lease lost", job=job.name, image=key[0], target=key[1])
                 scope = held.get(key)

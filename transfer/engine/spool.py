@@ -48,7 +48,7 @@ from transfer.errors import ConfigError, IntegrityError, ProtocolError, SpoolErr
 from transfer.journal import Journal
 from transfer.journal.records import SpoolRecord
 from transfer.models import Image
-from transfer.streams import CHUNK_SIZE, Hasher, parse_size, verify_length
+from transfer.streams import CHUNK_SIZE, Hasher, human_bytes, parse_size, verify_length
 
 log = structlog.get_logger("transfer.engine.spool")
 
@@ -75,14 +75,6 @@ def spool_reserve(environ: Mapping[str, str] = os.environ) -> int:
         return parse_size(text)
     except ValueError as exc:
         raise ConfigError(f"{RESERVE_ENV}: {exc}") from None
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
 
 
 def _file_name(source_id: str) -> str:
@@ -216,9 +208,9 @@ class SpoolArea:
             source = spool.source
             raise SpoolError(
                 f"not enough disk space to spool image {source.name or source.id} "
-                f"({source.id}): it needs {_human(need)} in {self.directory}, "
-                f"{_human(free)} free, {_human(others)} promised to other downloads, "
-                f"{_human(self.reserve)} kept free ({RESERVE_ENV})"
+                f"({source.id}): it needs {human_bytes(need)} in {self.directory}, "
+                f"{human_bytes(free)} free, {human_bytes(others)} promised to other downloads, "
+                f"{human_bytes(self.reserve)} kept free ({RESERVE_ENV})"
             )
 
     async def make_directory(self) -> None:

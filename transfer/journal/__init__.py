@@ -1,13 +1,20 @@
 """The durable job journal: runs, one entry per (job, source image, target), and every step.
 
-``Journal`` is the async interface the engine uses; ``SqliteJournal`` implements it on one
-local SQLite file, ``transfer.journal.postgres.PgJournal`` on a PostgreSQL database several hosts
-share; ``open_configured`` picks one from the ``[journal]`` settings.  Every write is
-committed durably (WAL, ``synchronous=FULL``) before the call returns, so a run killed at any
-instant finds on restart exactly the steps that were finished.  SQLite runs in one worker
-thread at a time, never in the event loop, so an fsync never stalls the transfers.
+Two protocols, because they are two concerns:
 
-Work sharing (the same calls on both backends, so the engine has one code path):
+- ``Journal``, the record: runs, entries, the history of steps, spool files.  Every write is
+  durable when the call returns, so a run killed at any instant finds on restart exactly the
+  steps that were finished.  ``transfer.journal.sqlite.SqliteJournal`` keeps it in one local
+  SQLite file (WAL, ``synchronous=FULL``, one worker thread, never the event loop);
+  ``transfer.journal.postgres.PgJournal`` in a PostgreSQL database several hosts share.
+- ``WorkQueue``, the sharing of one job by several workers: plans and leases.  Only a journal
+  that several hosts can reach has one (``Journal.work_queue``); on SQLite it is ``None``, and
+  the job lock (``transfer.journal.lock``) allows one run per job instead.
+
+``open_journal`` picks the backend from the ``[journal]`` settings.  The records and the names
+of steps and states are in ``transfer.journal.records``.
+
+How workers share a job through a ``WorkQueue``:
 
 - **Planning once.**  ``join_plan`` makes one worker the planner of a new plan (it plans,
   ``ensure_entry``s every item needing work, then ``publish_plan``s their keys) and has the
@@ -21,13 +28,10 @@ Work sharing (the same calls on both backends, so the engine has one code path):
   the next plan re-queues them (``publish_plan`` turns a re-planned ``done`` or ``failed``
   entry back into ``pending``), so a later run retries them and this one does not loop.
 
-SQLite serves one process on one host (the job lock sees to that): its plans and leases live
-in the memory of that ``SqliteJournal`` and end with it, with the same semantics.
-
 Tables: ``runs`` (one per ``image-transfer run``), ``entries`` (the latest state of each
 source x target pair), ``steps`` (the history: each step's start and end), ``spools`` (how
-much of each spooled source image is safely on disk, per host), and ``schema_migrations``
-(which numbered migrations were applied, each in one transaction).
+much of each spooled source image is safely on disk, per host), ``plans`` (PostgreSQL only),
+and ``schema_migrations`` (which numbered migrations were applied, each in one transaction).
 Nothing secret is ever stored.
 """
 
@@ -52,10 +56,11 @@ if TYPE_CHECKING:
 
 
 class Journal(Protocol):
-    """What the engine needs from a journal; every write is durable when the call returns."""
+    """What the engine records; every write is durable when the call returns.
 
-    #: Whether several workers (hosts) may work one job through this journal at once.
-    coordinates_workers: bool
+    Opened (created, migrated) by ``async with``; every call outside it is a ``RuntimeError``.
+    A journal that cannot be opened, read or written raises ``JournalError`` naming it.
+    """
 
     async def __aenter__(self) -> Self: ...
 
@@ -66,11 +71,30 @@ class Journal(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
-    async def start_run(self, job: str, worker: str) -> int: ...
+    @property
+    def work_queue(self) -> WorkQueue | None:
+        """How several workers share a job through this journal (None: one host only)."""
+        ...
 
-    async def finish_run(self, run_id: int, outcome: str, summary: Mapping[str, Any]) -> None: ...
+    # -- runs ------------------------------------------------------------------------------
 
-    async def entries(self, job: str) -> dict[tuple[str, str], JournalEntry]: ...
+    async def start_run(self, job: str, worker: str) -> int:
+        """Record the start of a run of ``job`` by ``worker``; returns the run's id."""
+        ...
+
+    async def finish_run(self, run_id: int, outcome: str, summary: Mapping[str, Any]) -> None:
+        """Record a run's end, its outcome and its summary (JSON-able values)."""
+        ...
+
+    async def runs(self, job: str | None = None, limit: int = 20) -> list[RunRecord]:
+        """The latest runs (of one job, or of every job), newest first."""
+        ...
+
+    # -- entries ---------------------------------------------------------------------------
+
+    async def entries(self, job: str) -> dict[ItemKey, JournalEntry]:
+        """Every entry of a job, keyed by (source_id, target_key)."""
+        ...
 
     async def ensure_entry(
         self,
@@ -83,15 +107,35 @@ class Journal(Protocol):
         source_size: int | None,
         target_id: str | None,
         generation: int,
-    ) -> JournalEntry: ...
+    ) -> JournalEntry:
+        """Create the entry, or refresh an existing one's source fields and target id.
+
+        When the target id changes (a new generation), the progress recorded for the old
+        target (last step, bytes, hashes, state) is reset; attempts, history and any lease are
+        kept.  A ``target_id`` of None leaves the recorded one (and the generation) alone.
+        """
+        ...
 
     async def update_entry(
         self, job: str, source_id: str, target_key: str, /, **fields: Any
-    ) -> None: ...
+    ) -> None:
+        """Set some of an entry's fields (names from ``records.UPDATABLE_FIELDS``).
+
+        An unknown field, state or step is a ``ValueError``; a missing entry a ``LookupError``.
+        """
+        ...
+
+    async def state_counts(self, job: str) -> dict[str, int]:
+        """How many entries of a job are in each state."""
+        ...
+
+    # -- steps -----------------------------------------------------------------------------
 
     async def step_started(
         self, job: str, source_id: str, target_key: str, step: str, run_id: int
-    ) -> None: ...
+    ) -> None:
+        """Record a step's start; the entry becomes ``running``."""
+        ...
 
     async def step_finished(
         self,
@@ -104,19 +148,32 @@ class Journal(Protocol):
         ok: bool,
         detail: Mapping[str, Any] | None = None,
         error: str | None = None,
-    ) -> None: ...
+    ) -> None:
+        """Record a step's end: on success it becomes the entry's ``last_step``, on failure
+        the entry's ``last_error``.  The entry's state (done, failed) is the engine's call.
+        A step finished without a recorded start still goes into the history."""
+        ...
 
-    async def runs(self, job: str | None = None, limit: int = 20) -> list[RunRecord]: ...
+    async def steps(self, job: str, source_id: str, target_key: str) -> list[StepRecord]:
+        """One entry's step history, oldest first."""
+        ...
 
-    async def steps(self, job: str, source_id: str, target_key: str) -> list[StepRecord]: ...
+    # -- whole jobs ------------------------------------------------------------------------
 
-    async def state_counts(self, job: str) -> dict[str, int]: ...
+    async def reset_job(self, job: str) -> None:
+        """Forget a job's entries, step history, spool records and plans (``--restart``); its
+        runs stay listed."""
+        ...
 
-    async def reset_job(self, job: str) -> None: ...
+    async def jobs(self) -> list[str]:
+        """Every job the journal knows of, sorted."""
+        ...
 
-    async def jobs(self) -> list[str]: ...
+    # -- spool files -----------------------------------------------------------------------
 
-    async def spools(self, job: str, host: str | None = None) -> list[SpoolRecord]: ...
+    async def spools(self, job: str, host: str | None = None) -> list[SpoolRecord]:
+        """The spool records of a job (of one host, or of every host), by source id."""
+        ...
 
     async def save_spool(
         self,
@@ -129,21 +186,43 @@ class Journal(Protocol):
         size: int | None,
         bytes_done: int,
         complete: bool,
-    ) -> None: ...
+    ) -> None:
+        """Create or replace the record of one spool file."""
+        ...
 
-    async def forget_spool(self, job: str, source_id: str, host: str) -> None: ...
+    async def forget_spool(self, job: str, source_id: str, host: str) -> None:
+        """Drop the record of one spool file (the file itself is the caller's to remove)."""
+        ...
 
-    # -- work sharing (see the module docstring) --------------------------------------------
+
+class WorkQueue(Protocol):
+    """Plans and leases: how several workers share one job (see the module docstring)."""
 
     async def join_plan(
         self, job: str, worker: str, *, lease_seconds: float = 60.0, poll_interval: float = 0.25
-    ) -> PlanTicket: ...
+    ) -> PlanTicket:
+        """Become the planner of a new plan of ``job``, or join the current one.
 
-    async def renew_plan(self, ticket: PlanTicket) -> bool: ...
+        A published plan is joined while it still has open items and is alive (a live lease
+        on one of them, or published less than ``lease_seconds`` ago); a plan being planned is
+        waited for (polling every ``poll_interval`` seconds) and then joined; otherwise (no
+        plan, an exhausted or abandoned one, a planner whose lease ran out) a new plan starts
+        and ``worker`` is its planner, holding a plan lease of ``lease_seconds``.
+        """
+        ...
 
-    async def publish_plan(self, ticket: PlanTicket, items: Iterable[ItemKey]) -> int: ...
+    async def renew_plan(self, ticket: PlanTicket) -> bool:
+        """Extend the planner's lease; False when the plan is no longer its to publish."""
+        ...
 
-    async def plan_status(self, job: str, plan_id: int | None = None) -> PlanRecord | None: ...
+    async def publish_plan(self, ticket: PlanTicket, items: Iterable[ItemKey]) -> int:
+        """Publish the planner's work items (their entries must exist), in the order to work
+        them; returns how many.  Raises ``LeaseLost`` when another worker took over."""
+        ...
+
+    async def plan_status(self, job: str, plan_id: int | None = None) -> PlanRecord | None:
+        """The job's latest plan (or plan ``plan_id``), with its item counts."""
+        ...
 
     async def claim(
         self,
@@ -153,13 +232,27 @@ class Journal(Protocol):
         limit: int,
         lease_seconds: float,
         plan_id: int | None = None,
-    ) -> list[ItemKey]: ...
+    ) -> list[ItemKey]:
+        """Lease up to ``limit`` open items of the job's published plan that nobody holds
+        (including those whose lease ran out: their worker died) to ``worker``, in the
+        planner's order.
+
+        ``plan_id`` (from the ticket) makes sure the items come from the plan the worker
+        joined: once a newer plan is published, an older one has nothing to hand out.
+        """
+        ...
 
     async def renew(
         self, job: str, worker: str, items: Collection[ItemKey], lease_seconds: float
-    ) -> set[ItemKey]: ...
+    ) -> set[ItemKey]:
+        """Extend ``worker``'s leases on these items; returns those it still holds (an item
+        missing from the answer was taken over: stop working on it)."""
+        ...
 
-    async def release(self, job: str, worker: str, items: Collection[ItemKey]) -> None: ...
+    async def release(self, job: str, worker: str, items: Collection[ItemKey]) -> None:
+        """Give up ``worker``'s leases on these items (others' leases are left alone); an
+        item released before it was done or failed can be claimed again."""
+        ...
 
 
 def open_journal(config: JournalConfig) -> Journal:

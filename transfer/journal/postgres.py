@@ -221,8 +221,10 @@ def _display(params: Mapping[str, Any]) -> str:
 class PgJournal:
     """The journal in a PostgreSQL database (see the module docstring)."""
 
-    #: Several workers on several hosts claim the items of one job through it.
-    coordinates_workers = True
+    @property
+    def work_queue(self) -> PgJournal:
+        """Several workers on several hosts claim the items of one job through it."""
+        return self
 
     def __init__(
         self,

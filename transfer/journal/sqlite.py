@@ -155,7 +155,7 @@ class SqliteJournal:
     """The journal in one SQLite file (WAL mode; the file and its -wal/-shm are mode 0600)."""
 
     #: One host's file: one run per job at a time (the job lock), no claiming needed.
-    coordinates_workers = False
+    work_queue = None
 
     def __init__(
         self,
