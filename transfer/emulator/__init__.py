@@ -2,11 +2,14 @@
 sockets, with fault injection.  Tests, the demo and the benchmarks run against it.
 
 Modules: ``cloud`` (the ``Emulator`` and its in-process controls), ``identity`` (tenants,
-tokens, catalog), ``images`` (one region's Image API), ``listing`` (list filters, sorting and
-paging), ``schema`` (image field rules), ``store`` (records, members, bytes on disk,
-persistence), ``streams`` (uploads, downloads, pacing, seeded bytes), ``faults`` (what goes
-wrong and when), ``middleware`` (counting, injected latency and errors, JSON errors),
-``admin`` (the HTTP controls), ``cli`` (the ``image-transfer emulator`` command).
+tokens, catalog), ``images`` (one region's Image API: its routes, images and tags), ``access``
+(who may see and change which image; reading a request), ``data`` (image uploads and
+downloads), ``members`` (image sharing), ``listing`` (list filters, sorting and paging),
+``schema`` (image field rules, how a record is shown), ``store`` (records, members, bytes on
+disk, persistence), ``streams`` (writing, hashing and pacing bytes, ranges, seeded bytes),
+``faults`` (what goes wrong and when), ``middleware`` (counting, injected latency and errors,
+JSON errors), ``responses`` (JSON and error bodies, timestamps), ``admin`` (the HTTP
+controls), ``cli`` (the ``image-transfer emulator`` command).
 """
 
 from transfer.emulator.cloud import Emulator

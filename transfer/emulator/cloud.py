@@ -23,7 +23,7 @@ from transfer.emulator.faults import FaultInjector, Faults
 from transfer.emulator.identity import DEFAULT_TENANTS, IdentityService, TenantSpec, TokenBook
 from transfer.emulator.images import RegionService
 from transfer.emulator.middleware import Counters, RouteTable, request_middleware
-from transfer.emulator.responses import HttpError, now
+from transfer.emulator.responses import HttpError
 from transfer.emulator.store import RegionStore
 from transfer.emulator.streams import CHUNK, fill_pieces, write_pieces
 
@@ -337,14 +337,7 @@ class Emulator:
         path = service.store.data_path(record["id"])
         assert self._executor is not None
         digest = await write_pieces(path, pieces, self._executor)
-        record.update(
-            status="active",
-            size=digest.size,
-            checksum=digest.md5,
-            os_hash_algo="sha512",
-            os_hash_value=digest.sha512,
-            updated_at=now(),
-        )
+        schema.mark_active(record, digest)
         service.store.add(record)
         return str(record["id"])
 
@@ -353,11 +346,11 @@ class Emulator:
         record = self._service(region).store.get(image_id)
         if record is None:
             raise KeyError(f"no image {image_id} in region {region}")
-        return RegionService.view(record)
+        return schema.view(record)
 
     def list_all(self, region: str) -> list[dict[str, Any]]:
         """Every image of a region that is not deleted, whoever owns it."""
-        return [RegionService.view(r) for r in self._service(region).store.images.values()]
+        return [schema.view(r) for r in self._service(region).store.images.values()]
 
     def image_path(self, region: str, image_id: str) -> Path | None:
         """Where an image's bytes are on disk (None if it has none)."""

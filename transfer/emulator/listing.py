@@ -1,20 +1,27 @@
 """``GET /v2/images`` as pure code: which images a tenant sees in a list, filters, sort order,
-markers and the ``first``/``next`` links.  No I/O; the region service feeds it records.
+markers and the ``first``/``next`` links.  No I/O; the region service feeds it records, and
+who may see an image at all is the rule ``access.sees`` (pure as well).
+
+A request is read in three parts, each refusing a bad parameter with 400: the page size, the
+filters (``_Filters``: which records are wanted) and the order (``_Ordering``: how they are
+sorted and where a marker puts the page); ``list_page`` then cuts the page.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from multidict import MultiMapping
 
+from transfer.emulator.access import MemberLookup, sees
 from transfer.emulator.responses import HttpError
+from transfer.emulator.schema import MEMBER_STATUSES
 
-MEMBER_STATUS_FILTERS = frozenset({"accepted", "pending", "rejected", "all"})
+MEMBER_STATUS_FILTERS = frozenset({*MEMBER_STATUSES, "all"})
 VISIBILITY_FILTERS = frozenset({"public", "private", "shared", "community", "all"})
 # Parameters with a meaning of their own; any other parameter filters on a property's value.
 _CONTROL = frozenset(
@@ -40,10 +47,6 @@ class Page:
     images: list[dict[str, Any]]
     first: str
     next: str | None
-
-
-# member_of(image_id) -> the caller's member status for that image, or None.
-MemberLookup = Callable[[str], str | None]
 
 
 def _int_param(query: MultiMapping[str], name: str) -> int | None:
@@ -78,6 +81,81 @@ def _matches_property(value: Any, wanted: str) -> bool:
     if isinstance(value, list):
         return wanted in value
     return str(value) == wanted
+
+
+@dataclass(frozen=True)
+class _Filters:
+    """What a list request asks for, besides paging: checked when parsed (400 if invalid)."""
+
+    size_min: int | None
+    size_max: int | None
+    visibility: str | None
+    member_status: str
+    status: str | None
+    hidden: bool
+    tags: tuple[str, ...]
+    properties: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def parse(cls, query: MultiMapping[str]) -> _Filters:
+        size_min = _int_param(query, "size_min")
+        size_max = _int_param(query, "size_max")
+        visibility = query.get("visibility")
+        if visibility is not None and visibility not in VISIBILITY_FILTERS:
+            raise HttpError(400, f"Invalid visibility filter {visibility!r}.")
+        member_status = query.get("member_status", "accepted")
+        if member_status not in MEMBER_STATUS_FILTERS:
+            raise HttpError(400, f"Invalid member_status {member_status!r}.")
+        hidden = query.get("os_hidden", "false").lower()
+        if hidden not in ("true", "false"):
+            raise HttpError(400, "Invalid os_hidden filter: expected true or false.")
+        return cls(
+            size_min=size_min,
+            size_max=size_max,
+            visibility=visibility,
+            member_status=member_status,
+            # Glance does not check the status filter: an unknown status simply matches nothing.
+            status=query.get("status"),
+            hidden=hidden == "true",
+            tags=tuple(query.getall("tag", ())),
+            properties=tuple((k, v) for k, v in query.items() if k not in _CONTROL),
+        )
+
+    def listed(self, record: Mapping[str, Any], tenant: str, member_status: MemberLookup) -> bool:
+        """Whether this tenant's listing includes the record, before any other filter."""
+        vis = str(record["visibility"])
+        own = bool(record["owner"] == tenant)
+        shared_in = False
+        if vis == "shared" and not own:
+            mine = member_status(record["id"])
+            shared_in = mine is not None and self.member_status in ("all", mine)
+        visibility = self.visibility
+        if visibility is None:
+            return own or vis == "public" or shared_in
+        if visibility == "all":
+            return own or vis in ("public", "community") or shared_in
+        if visibility == "shared":
+            return vis == "shared" and (own or shared_in)
+        if visibility == "private":
+            return vis == "private" and own
+        return vis == visibility  # public, community
+
+    def wants(self, record: Mapping[str, Any], tenant: str, member_status: MemberLookup) -> bool:
+        if not self.listed(record, tenant, member_status):
+            return False
+        if bool(record.get("os_hidden")) != self.hidden:
+            return False
+        if self.status is not None and record["status"] != self.status:
+            return False
+        size = record.get("size")
+        if self.size_min is not None and (size is None or size < self.size_min):
+            return False
+        if self.size_max is not None and (size is None or size > self.size_max):
+            return False
+        record_tags = record.get("tags") or []
+        if any(tag not in record_tags for tag in self.tags):
+            return False
+        return all(_matches_property(record.get(k), v) for k, v in self.properties)
 
 
 class _Ordering:
@@ -136,69 +214,20 @@ def list_page(
     path: str = "/v2/images",
 ) -> Page:
     """One page of the images a tenant may list, as the query asks."""
+    # Parsed in this order so that, of several bad parameters, the same one is reported.
     limit = _int_param(query, "limit")
     limit = default_limit if limit is None else min(limit, max_limit)
-    size_min = _int_param(query, "size_min")
-    size_max = _int_param(query, "size_max")
-    visibility = query.get("visibility")
-    if visibility is not None and visibility not in VISIBILITY_FILTERS:
-        raise HttpError(400, f"Invalid visibility filter {visibility!r}.")
-    wanted_member = query.get("member_status", "accepted")
-    if wanted_member not in MEMBER_STATUS_FILTERS:
-        raise HttpError(400, f"Invalid member_status {wanted_member!r}.")
-    # Glance does not check the status filter: an unknown status simply matches nothing.
-    status = query.get("status")
-    hidden_raw = query.get("os_hidden", "false").lower()
-    if hidden_raw not in ("true", "false"):
-        raise HttpError(400, "Invalid os_hidden filter: expected true or false.")
-    want_hidden = hidden_raw == "true"
-    tags = query.getall("tag", [])
-    property_filters = [(k, v) for k, v in query.items() if k not in _CONTROL]
+    filters = _Filters.parse(query)
     ordering = _ordering(query)
-
-    def listed(record: Mapping[str, Any]) -> bool:
-        """Whether this tenant's listing includes the record, before any filter."""
-        vis = str(record["visibility"])
-        own = bool(record["owner"] == tenant)
-        shared_in = False
-        if vis == "shared" and not own:
-            mine = member_status(record["id"])
-            shared_in = mine is not None and wanted_member in ("all", mine)
-        if visibility is None:
-            return own or vis == "public" or shared_in
-        if visibility == "all":
-            return own or vis in ("public", "community") or shared_in
-        if visibility == "shared":
-            return vis == "shared" and (own or shared_in)
-        if visibility == "private":
-            return vis == "private" and own
-        return vis == visibility  # public, community
-
-    def wanted(record: Mapping[str, Any]) -> bool:
-        if not listed(record):
-            return False
-        if bool(record.get("os_hidden")) != want_hidden:
-            return False
-        if status is not None and record["status"] != status:
-            return False
-        size = record.get("size")
-        if size_min is not None and (size is None or size < size_min):
-            return False
-        if size_max is not None and (size is None or size > size_max):
-            return False
-        record_tags = record.get("tags") or []
-        if any(tag not in record_tags for tag in tags):
-            return False
-        return all(_matches_property(record.get(k), v) for k, v in property_filters)
 
     all_records = list(records)
     marker_id = query.get("marker")
     marker: Mapping[str, Any] | None = None
     if marker_id is not None:
         marker = next((r for r in all_records if r["id"] == marker_id), None)
-        if marker is None or not _visible(marker, tenant, member_status):
+        if marker is None or not sees(marker, tenant, member_status):
             raise HttpError(400, f"Invalid marker: image {marker_id!r} was not found.")
-    selected = [r for r in all_records if wanted(r)]
+    selected = [r for r in all_records if filters.wants(r, tenant, member_status)]
     if marker is not None:
         selected = [r for r in selected if ordering.compare(r, marker) > 0]
     selected.sort(key=functools.cmp_to_key(ordering.compare))
@@ -210,9 +239,3 @@ def list_page(
     if page and len(page) == limit:
         next_link = f"{path}?{urlencode([*params, ('marker', page[-1]['id'])])}"
     return Page(images=page, first=first, next=next_link)
-
-
-def _visible(record: Mapping[str, Any], tenant: str, member_status: MemberLookup) -> bool:
-    if record["owner"] == tenant or record["visibility"] in ("public", "community"):
-        return True
-    return record["visibility"] == "shared" and member_status(record["id"]) is not None

@@ -1,6 +1,7 @@
-"""The rules an image's fields obey: what create accepts, what a JSON Patch may change, and
-the shape of a fresh record.  Violations raise ``HttpError`` with Glance's status (400 for a
-bad value, 403 for a key users may not set, 409 for a missing property).
+"""The rules an image's fields obey: what create accepts, what a JSON Patch may change, the
+shape of a fresh record, the fields stored bytes set, and the record as the API shows it.
+Violations raise ``HttpError`` with Glance's status (400 for a bad value, 403 for a key users
+may not set, 409 for a missing property).
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from transfer.emulator.responses import HttpError
+from transfer.emulator.responses import HttpError, now
+from transfer.emulator.streams import Digest
 from transfer.models import is_reserved_key
 
 DISK_FORMATS = frozenset(
@@ -19,6 +21,8 @@ CONTAINER_FORMATS = frozenset({"ami", "ari", "aki", "bare", "ovf", "ova", "docke
 OS_TYPES = frozenset({"linux", "windows"})
 USER_VISIBILITIES = frozenset({"private", "shared"})
 ALL_VISIBILITIES = frozenset({"private", "shared", "public", "community"})
+#: What a member may answer to a share (the list filter adds ``all``).
+MEMBER_STATUSES = ("accepted", "pending", "rejected")
 
 #: Keys of the image schema a caller may set (everything else is a custom property).
 SETTABLE_CORE = frozenset(
@@ -63,6 +67,29 @@ def blank_record(image_id: str, owner: str, timestamp: str) -> dict[str, Any]:
         "created_at": timestamp,
         "updated_at": timestamp,
     }
+
+
+def mark_active(record: dict[str, Any], digest: Digest) -> None:
+    """Make the record active with the size and hashes of its stored bytes."""
+    record.update(
+        status="active",
+        size=digest.size,
+        checksum=digest.md5,
+        os_hash_algo="sha512",
+        os_hash_value=digest.sha512,
+        updated_at=now(),
+    )
+
+
+def view(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The image as the API shows it."""
+    image_id = record["id"]
+    out = dict(record)
+    out["tags"] = list(record.get("tags") or [])
+    out["self"] = f"/v2/images/{image_id}"
+    out["file"] = f"/v2/images/{image_id}/file"
+    out["schema"] = "/v2/schemas/image"
+    return out
 
 
 def canonical_uuid(value: Any) -> str:
