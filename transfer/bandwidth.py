@@ -24,6 +24,11 @@ class Timetable:
 
     entries: tuple[tuple[int, float | None], ...]
 
+    @property
+    def unlimited(self) -> bool:
+        """Whether it is ``off`` all day (no limit at all)."""
+        return len(self.entries) == 1 and self.entries[0][1] is None
+
     def rate_at(self, when: datetime) -> float | None:
         minute = when.hour * 60 + when.minute
         current = self.entries[-1][1]  # before the first entry: yesterday's last one

@@ -51,7 +51,9 @@ IntegrityError                                yes
 JobLocked                                            yes
 =========================  =========  ======  =====  =====
 
-Every other class allows none of these.
+Every other class allows none of these.  One exception class is not an error but a signal:
+``TargetDiscarded`` tells the pipeline that a step deleted (or quarantined) a target that could
+not become a good copy, so the item starts again under a new generation.
 
 - ``retryable``: repeating the same request may succeed (the client retries it with backoff);
 - ``unsent``: the server cannot have acted on the request, so even a call that is not
@@ -257,3 +259,8 @@ def api_error_class(status: int) -> type[ApiError]:
     if status >= 500:
         return ServerError
     return _BY_STATUS.get(status, ApiError)
+
+
+class TargetDiscarded(Exception):
+    """Not an error: the pipeline's signal that a target was discarded and the item starts
+    again under a new generation (``transfer.engine.steps``).  Never leaves the pipeline."""

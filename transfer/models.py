@@ -64,6 +64,8 @@ IMAGE_STATUSES: frozenset[str] = frozenset(
         "deactivated",
     }
 )
+#: Statuses of an image that is gone, or going: never adopted, never reported.
+GONE_STATUSES: frozenset[str] = frozenset({"deleted", "pending_delete"})
 
 
 def is_reserved_key(key: str) -> bool:

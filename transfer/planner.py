@@ -33,7 +33,7 @@ from transfer.metadata import (
     property_string,
     target_image_id,
 )
-from transfer.models import Image
+from transfer.models import GONE_STATUSES, Image
 
 
 class Code(StrEnum):
@@ -42,6 +42,10 @@ class Code(StrEnum):
     UPDATE = "*"
     REPAIR = "!"
     EXTRA = "-"
+
+
+#: The codes that need work in a run (``=`` is done already, ``-`` is the prune's business).
+WORK_CODES = (Code.COPY, Code.REPAIR, Code.UPDATE)
 
 
 @dataclass(frozen=True)
@@ -60,8 +64,6 @@ class PlanItem:
 
 _NO_MEMBERS: Mapping[str, Collection[str]] = MappingProxyType({})
 _NO_TENANTS: Mapping[str, str | None] = MappingProxyType({})
-# Gone already: never adopted, never reported.
-_GONE = frozenset({"deleted", "pending_delete"})
 
 
 def skip_reason(source: Image) -> str | None:
@@ -143,114 +145,140 @@ def plan_job(
     plannable = sorted(
         (s for s in sources if skip_reason(s) is None), key=lambda s: (s.name or "", s.id)
     )
-    by_id = {s.id: s for s in plannable}
-    unplannable = {s.id for s in sources} - by_id.keys()
+    unplannable = {s.id for s in sources} - {s.id for s in plannable}
     items: list[PlanItem] = []
     for endpoint in job.targets:
         key = endpoint.key
         if key not in targets:
             raise ValueError(f"no listing for target {key} of job {job.name}")
-        items += _plan_target(
+        target = _TargetPlan(
             job,
             key,
-            plannable,
-            by_id,
-            unplannable,
-            targets[key],
-            journal,
-            source_members,
-            target_tenants.get(key),
+            plannable=plannable,
+            unplannable=unplannable,
+            journal=journal,
+            source_members=source_members,
+            target_tenant=target_tenants.get(key),
         )
+        items += target.sort_listing(targets[key])
+        for source in plannable:
+            items += target.plan_source(source)
     return sorted(items, key=_order)
 
 
-def _plan_target(
-    job: JobConfig,
-    key: str,
-    plannable: Sequence[Image],
-    by_id: Mapping[str, Image],
-    unplannable: Collection[str],
-    listing: Sequence[Image],
-    journal: Mapping[tuple[str, str], JournalEntry],
-    source_members: Mapping[str, Collection[str]],
-    target_tenant: str | None,
-) -> list[PlanItem]:
-    region = job.source.region
-    expected: dict[str, str] = {}  # target id -> source id
-    for source in plannable:
-        entry = journal.get((source.id, key))
-        generation = entry.generation if entry else 0
-        det = target_image_id(job.name, region, source.id, source.checksum, key, generation)
-        expected[det] = source.id
-        if entry is not None and entry.target_id:
-            expected[entry.target_id] = source.id
-    orphans = {  # journal ids of sources no longer selected: still ours
-        entry.target_id: source_id
-        for (source_id, entry_key), entry in journal.items()
-        if entry_key == key and source_id not in by_id and entry.target_id
-    }
+class _TargetPlan:
+    """The plan of one target of a job: whose each listed image is, and what each source needs.
 
-    items: list[PlanItem] = []
-    found: dict[str, list[Image]] = defaultdict(list)
-    for target in listing:
-        if target.status in _GONE:
-            continue
-        marked = _marker(target, MARKER_JOB) == job.name
-        marker_id = _marker(target, MARKER_SOURCE_ID)
-        marker_region = _marker(target, MARKER_SOURCE_REGION)
-        source_id = expected.get(target.id)
-        if source_id is None and marked and marker_region == region and marker_id in by_id:
-            source_id = marker_id
-        if source_id is not None:
-            source = by_id[source_id]
-            marker_sum = _marker(target, MARKER_SOURCE_CHECKSUM)
-            if marked and marker_sum is not None and marker_sum != source.checksum:
-                reason = f"superseded: copied from source checksum {marker_sum or 'missing'}"
-                items.append(PlanItem(Code.EXTRA, key, source, target, target.id, 0, (reason,)))
+    A listed image belongs to a source when its id is the deterministic one or the journal's,
+    or when this job's markers name the source; images of sources that are gone, superseded
+    or duplicated become ``-``; the rest of the listing is someone else's.
+    """
+
+    def __init__(
+        self,
+        job: JobConfig,
+        key: str,
+        *,
+        plannable: Sequence[Image],
+        unplannable: Collection[str],
+        journal: Mapping[tuple[str, str], JournalEntry],
+        source_members: Mapping[str, Collection[str]],
+        target_tenant: str | None,
+    ) -> None:
+        self.job = job
+        self.key = key
+        self.region = job.source.region
+        self.by_id = {s.id: s for s in plannable}
+        self.unplannable = unplannable
+        self.journal = journal
+        self.source_members = source_members
+        self.target_tenant = target_tenant
+        self.expected: dict[str, str] = {}  # target id -> source id
+        for source in plannable:
+            entry = journal.get((source.id, key))
+            self.expected[self._target_id(source, entry.generation if entry else 0)] = source.id
+            if entry is not None and entry.target_id:
+                self.expected[entry.target_id] = source.id
+        self.orphans = {  # journal ids of sources no longer selected: still ours
+            entry.target_id: source_id
+            for (source_id, entry_key), entry in journal.items()
+            if entry_key == key and source_id not in self.by_id and entry.target_id
+        }
+        self.found: dict[str, list[Image]] = defaultdict(list)  # source id -> its copies
+
+    def _target_id(self, source: Image, generation: int) -> str:
+        return target_image_id(
+            self.job.name, self.region, source.id, source.checksum, self.key, generation
+        )
+
+    def sort_listing(self, listing: Sequence[Image]) -> list[PlanItem]:
+        """File each listed image under its source; returns the ``-`` items found on the way."""
+        extras: list[PlanItem] = []
+        for target in listing:
+            if target.status in GONE_STATUSES:
+                continue
+            marked = _marker(target, MARKER_JOB) == self.job.name
+            marker_id = _marker(target, MARKER_SOURCE_ID)
+            marker_region = _marker(target, MARKER_SOURCE_REGION)
+            source_id = self.expected.get(target.id)
+            if (
+                source_id is None
+                and marked
+                and marker_region == self.region
+                and marker_id in self.by_id
+            ):
+                source_id = marker_id
+            if source_id is not None:
+                source = self.by_id[source_id]
+                marker_sum = _marker(target, MARKER_SOURCE_CHECKSUM)
+                if marked and marker_sum is not None and marker_sum != source.checksum:
+                    reason = f"superseded: copied from source checksum {marker_sum or 'missing'}"
+                    extras.append(
+                        PlanItem(Code.EXTRA, self.key, source, target, target.id, 0, (reason,))
+                    )
+                else:
+                    self.found[source_id].append(target)
+                continue
+            if not marked and target.id not in self.orphans:
+                continue  # not ours
+            gone_source = marker_id or self.orphans.get(target.id)
+            if gone_source in self.unplannable:
+                continue  # its source exists but cannot be planned now: leave its copy alone
+            if marked and marker_region != self.region:
+                reason = (
+                    f"copied from region {marker_region}, not the job's source region {self.region}"
+                )
             else:
-                found[source_id].append(target)
-            continue
-        if not marked and target.id not in orphans:
-            continue  # not ours
-        gone_source = marker_id or orphans.get(target.id)
-        if gone_source in unplannable:
-            continue  # its source exists but cannot be planned now: leave its copy alone
-        if marked and marker_region != region:
-            reason = f"copied from region {marker_region}, not the job's source region {region}"
-        else:
-            reason = f"source {gone_source} is not selected or no longer exists"
-        items.append(PlanItem(Code.EXTRA, key, None, target, target.id, 0, (reason,)))
+                reason = f"source {gone_source} is not selected or no longer exists"
+            extras.append(PlanItem(Code.EXTRA, self.key, None, target, target.id, 0, (reason,)))
+        return extras
 
-    for source in plannable:
-        entry = journal.get((source.id, key))
+    def plan_source(self, source: Image) -> list[PlanItem]:
+        """What one source needs on this target (after ``sort_listing``)."""
+        entry = self.journal.get((source.id, self.key))
         desired = desired_target(
             source,
-            job=job.name,
-            source_region=region,
-            copy=job.copy,
-            source_members=source_members.get(source.id, ()),
-            target_owner=target_tenant,
+            job=self.job.name,
+            source_region=self.region,
+            copy=self.job.copy,
+            source_members=self.source_members.get(source.id, ()),
+            target_owner=self.target_tenant,
         )
-        candidates = found.get(source.id)
+        generation = entry.generation if entry else 0
+        candidates = self.found.get(source.id)
         if not candidates:
-            generation = entry.generation if entry else 0
             reasons: tuple[str, ...] = ()
             if entry is not None and entry.target_id:
                 # Glance keeps a deleted image's id reserved: a vanished target needs a new id.
                 generation += 1
                 reasons = (f"target {entry.target_id} is gone",)
-            target_id = target_image_id(
-                job.name, region, source.id, source.checksum, key, generation
-            )
-            items.append(
-                PlanItem(Code.COPY, key, source, None, target_id, generation, reasons, desired)
-            )
-            continue
+            target_id = self._target_id(source, generation)
+            return [
+                PlanItem(Code.COPY, self.key, source, None, target_id, generation, reasons, desired)
+            ]
         journal_id = entry.target_id if entry else None
 
-        def rank(
-            target: Image, source: Image = source, journal_id: str | None = journal_id
-        ) -> tuple[int, int, str, str]:
+        def rank(target: Image) -> tuple[int, int, str, str]:
             if target.status == "active":
                 health = 1 if _byte_differences(target, source) else 0
             else:
@@ -258,13 +286,15 @@ def _plan_target(
             return (health, 0 if target.id == journal_id else 1, target.created_at or "", target.id)
 
         best, *duplicates = sorted(candidates, key=rank)
-        for duplicate in duplicates:
-            reason = f"duplicate of target {best.id}"
-            items.append(PlanItem(Code.EXTRA, key, source, duplicate, duplicate.id, 0, (reason,)))
-        code, why = _judge(best, source, desired, job)
-        generation = entry.generation if entry else 0
-        items.append(PlanItem(code, key, source, best, best.id, generation, tuple(why), desired))
-    return items
+        items = [
+            PlanItem(Code.EXTRA, self.key, source, d, d.id, 0, (f"duplicate of target {best.id}",))
+            for d in duplicates
+        ]
+        code, why = _judge(best, source, desired, self.job)
+        items.append(
+            PlanItem(code, self.key, source, best, best.id, generation, tuple(why), desired)
+        )
+        return items
 
 
 def _order(item: PlanItem) -> tuple[str, str, str, int, str]:

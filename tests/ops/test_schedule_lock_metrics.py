@@ -12,7 +12,7 @@ import pytest
 
 from transfer.bandwidth import parse_bwlimit
 from transfer.cli.metrics import render_metrics, write_metrics
-from transfer.engine.results import ItemResult, RunSummary
+from transfer.engine.results import ItemResult, Outcome, RunSummary
 from transfer.errors import JobLocked
 from transfer.journal.lock import job_lock
 from transfer.planner import Code
@@ -102,7 +102,7 @@ def _summary(job: str, outcomes: list[str]) -> RunSummary:
             target_key="dst/KR2",
             source_id=f"id{i}",
             source_name=f"img{i}",
-            outcome=o,
+            outcome=Outcome(o),
             bytes=100,
         )
         for i, o in enumerate(outcomes)

@@ -8,47 +8,41 @@ import dataclasses
 import json
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import anyio
 
-from transfer.bandwidth import follow_timetable, parse_bwlimit
+from transfer.bandwidth import parse_bwlimit
 from transfer.cli.display import show_progress
 from transfer.cli.logs import configure_logging
+from transfer.cli.main import ExitCode
 from transfer.cli.metrics import write_metrics
 from transfer.cli.report import (
+    JobStatus,
     format_differences,
     format_plan_summary,
     format_prune,
+    format_status,
     format_summary,
-    summary_json,
+    plan_json,
+    run_report,
+    status_json,
 )
 from transfer.cloud.sessions import Clouds, open_clouds
 from transfer.config.loader import load_config, parse_duration
 from transfer.config.settings import Config, HttpSettings, JobConfig
-from transfer.engine.planning import JobPlan, build_plan, join_and_plan
+from transfer.engine.planning import build_plan, plan_for_run
 from transfer.engine.prune import PruneResult, prune
-from transfer.engine.results import Progress, RunSummary
-from transfer.engine.runner import default_worker_id, run_plan
+from transfer.engine.results import Progress
+from transfer.engine.runner import JobRun, run_job
+from transfer.engine.schedule import default_worker_id
 from transfer.engine.verification import verify_plan
 from transfer.errors import ConfigError, TooManyDeletions
 from transfer.journal import Journal, open_journal
 from transfer.journal.lock import job_lock
-from transfer.journal.records import PlanTicket
 from transfer.planner import format_plan
-from transfer.streams import TokenBucket, human_bytes
-
-_T = TypeVar("_T")
-
-EXIT_OK = 0
-EXIT_PARTIAL = 1  # some images failed for good (or a prune was refused)
-EXIT_DIFFERENCES = 1  # verify found differences
-EXIT_RETRYABLE = 4  # some images failed, every failure transient: run again later
-EXIT_DEADLINE = 5  # max duration reached: images left for the next run
-EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
@@ -90,13 +84,6 @@ def _load(args: argparse.Namespace) -> tuple[Config, list[JobConfig]]:
     return config, [config.jobs[n] for n in names]
 
 
-def _run_async(func: Callable[[], Awaitable[_T]]) -> _T:
-    async def main() -> _T:
-        return await func()
-
-    return anyio.run(main)
-
-
 # -- plan ----------------------------------------------------------------------------------
 
 
@@ -114,7 +101,7 @@ def _run_plan(args: argparse.Namespace) -> int:
             for job in jobs:
                 plan = await build_plan(config, job, clouds, journal)
                 if args.json:
-                    out.append(_plan_json(plan))
+                    out.append(plan_json(plan))
                 else:
                     print(
                         f"job {job.name}: {job.source.key} -> "
@@ -126,26 +113,9 @@ def _run_plan(args: argparse.Namespace) -> int:
                     print(format_plan_summary(plan.items))
         if args.json:
             print(json.dumps(out, indent=2))
-        return EXIT_OK
+        return ExitCode.OK
 
-    return _run_async(main)
-
-
-def _plan_json(plan: JobPlan) -> dict[str, object]:
-    return {
-        "job": plan.job.name,
-        "items": [
-            {
-                "code": i.code.value,
-                "target": i.target_key,
-                "source_id": i.source.id if i.source else None,
-                "source_name": i.source.name if i.source else None,
-                "target_id": i.target.id if i.target else i.target_id,
-                "reasons": list(i.reasons),
-            }
-            for i in plan.items
-        ],
-    }
+    return anyio.run(main)
 
 
 # -- run -----------------------------------------------------------------------------------
@@ -212,8 +182,7 @@ def _job_overrides(job: JobConfig, args: argparse.Namespace) -> JobConfig:
             timetable = parse_bwlimit(args.bwlimit)
         except ValueError as exc:
             raise ConfigError(f"--bwlimit: {exc}") from None
-        off = len(timetable.entries) == 1 and timetable.entries[0][1] is None
-        changes["bwlimit"] = None if off else timetable
+        changes["bwlimit"] = None if timetable.unlimited else timetable
     if args.max_duration is not None:
         seconds = parse_duration(args.max_duration)
         if not seconds:
@@ -232,10 +201,11 @@ def _job_overrides(job: JobConfig, args: argparse.Namespace) -> JobConfig:
 
 @dataclass
 class _Outcome:
-    summary: RunSummary | None = None
-    deadline: bool = False
+    """One job of a ``run``: how it ran, and what its prune did."""
+
+    run: JobRun | None = None
     pruned: PruneResult | None = None
-    error: str | None = None
+    error: str | None = None  # the prune was refused
 
 
 def _run_run(args: argparse.Namespace) -> int:
@@ -269,49 +239,35 @@ def _run_run(args: argparse.Namespace) -> int:
                 tg.cancel_scope.cancel()
 
     try:
-        _run_async(main)
+        anyio.run(main)
     finally:
-        summaries = [o.summary for o in outcomes if o.summary is not None]
-        if args.report and summaries:
-            report = [_report(o) for o in outcomes if o.summary is not None]
+        runs = [(o, o.run) for o in outcomes if o.run is not None]
+        if args.report and runs:
+            report = [
+                run_report(r.summary, deadline=r.deadline, pruned=o.pruned, error=o.error)
+                for o, r in runs
+            ]
             _write_atomic(
                 args.report, json.dumps(report[0] if len(report) == 1 else report, indent=2) + "\n"
             )
-        if args.metrics_file and summaries:
-            write_metrics(args.metrics_file, summaries)
+        if args.metrics_file and runs:
+            write_metrics(args.metrics_file, [r.summary for _, r in runs])
     return _exit_code(outcomes, len(jobs))
 
 
 def _exit_code(outcomes: list[_Outcome], jobs: int) -> int:
-    summaries = [o.summary for o in outcomes if o.summary is not None]
-    if any(o.deadline for o in outcomes):
-        return EXIT_DEADLINE
-    if any(s.interrupted for s in summaries) or len(outcomes) < jobs:
-        return EXIT_INTERRUPTED
-    failed = [r for s in summaries for r in s.failed]
-    if failed or any(o.error for o in outcomes):
-        if failed and all(r.retryable for r in failed) and not any(o.error for o in outcomes):
-            return EXIT_RETRYABLE
-        return EXIT_PARTIAL
-    return EXIT_OK
-
-
-def _report(outcome: _Outcome) -> dict[str, object]:
-    assert outcome.summary is not None
-    data = summary_json(outcome.summary)
-    data["deadline_reached"] = outcome.deadline
-    if outcome.pruned is not None:
-        data["pruned"] = [
-            {"target": key, "target_id": image_id, "name": name}
-            for key, image_id, name in outcome.pruned.deleted
-        ]
-        data["prune_kept"] = [
-            {"target": key, "target_id": image_id, "name": name, "reason": reason}
-            for key, image_id, name, reason in outcome.pruned.kept
-        ]
-    if outcome.error:
-        data["error"] = outcome.error
-    return data
+    runs = [o.run for o in outcomes if o.run is not None]
+    if any(r.deadline for r in runs):
+        return ExitCode.DEADLINE
+    if any(r.summary.interrupted for r in runs) or len(outcomes) < jobs:
+        return ExitCode.INTERRUPTED
+    failed = [item for r in runs for item in r.summary.failed]
+    refused = any(o.error for o in outcomes)
+    if failed or refused:
+        if failed and all(item.retryable for item in failed) and not refused:
+            return ExitCode.RETRYABLE
+        return ExitCode.PARTIAL
+    return ExitCode.OK
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -331,61 +287,40 @@ async def _run_one(
     outcome = _Outcome()
     if args.restart:
         await journal.reset_job(job.name)
-    ticket: PlanTicket | None = None
-    if journal.work_queue is not None:
-        worker = args.worker_id or default_worker_id()
-        plan, ticket = await join_and_plan(
-            config, job, clouds, journal, worker, lease_seconds=args.lease_seconds
-        )
-    else:
-        plan = await build_plan(config, job, clouds, journal)
+    worker = args.worker_id or default_worker_id()
+    plan, ticket = await plan_for_run(
+        config, job, clouds, journal, worker, lease_seconds=args.lease_seconds
+    )
     print(f"job {job.name}: {format_plan_summary(plan.items)}", file=sys.stderr)
     progress = Progress()
-    # The job's own stop: a signal stops every job; a deadline only this one.
-    job_stop = anyio.Event()
-    bucket = TokenBucket(None) if job.bwlimit is not None else None
 
-    async def relay() -> None:
-        await stop.wait()
-        job_stop.set()
-
-    async def deadline(seconds: float) -> None:
-        await anyio.sleep(seconds)
-        outcome.deadline = True
+    def deadline() -> None:
         print(
             f"\nimage-transfer: job {job.name}: max duration reached: finishing the images in "
             "flight, starting no new one",
             file=sys.stderr,
         )
-        job_stop.set()
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(relay)
-        if job.max_duration is not None:
-            tg.start_soon(deadline, job.max_duration)
-        if bucket is not None and job.bwlimit is not None:
-            tg.start_soon(follow_timetable, job.bwlimit, bucket)
         if not args.no_progress:
             tg.start_soon(show_progress, progress)
-        summary = await run_plan(
+        ran = outcome.run = await run_job(
             plan,
             journal=journal,
-            worker=args.worker_id,
-            bucket=bucket,
+            stop=stop,
+            worker=worker,
             progress=progress,
-            stop=job_stop,
             clean_spool=args.clean,
             ticket=ticket,
             lease_seconds=args.lease_seconds,
+            on_deadline=deadline,
         )
         tg.cancel_scope.cancel()
-    if outcome.deadline and not summary.interrupted:
-        outcome.deadline = False  # everything finished before the deadline mattered
-    outcome.summary = summary
+    summary = ran.summary
     if sys.stderr.isatty() and not args.no_progress:
         print(file=sys.stderr)
     print(format_summary(summary))
-    if outcome.deadline:
+    if ran.deadline:
         print(
             f"job {job.name}: deadline reached; {summary.not_started} images left for the next run"
         )
@@ -428,65 +363,27 @@ def _configure_status(parser: argparse.ArgumentParser) -> None:
 
 def _run_status(args: argparse.Namespace) -> int:
     config = load_config(args.config, resolve_secrets=False)
-    names = args.job
 
-    async def main() -> int:
-        report = []
+    async def main() -> list[JobStatus]:
+        statuses = []
         async with open_journal(config.journal) as journal:
-            for name in names or await journal.jobs():
-                entries = await journal.entries(name)
-                runs = await journal.runs(name, limit=5)
-                counts: dict[str, int] = {}
-                for e in entries.values():
-                    counts[e.state] = counts.get(e.state, 0) + 1
-                report.append((name, entries, runs, counts))
-        if args.json:
-            print(
-                json.dumps(
-                    [
-                        {
-                            "job": name,
-                            "states": counts,
-                            "runs": [r.__dict__ for r in runs],
-                            "items": [e.__dict__ for e in entries.values()]
-                            if args.images
-                            else None,
-                        }
-                        for name, entries, runs, counts in report
-                    ],
-                    indent=2,
-                    default=str,
-                )
-            )
-            return EXIT_OK
-        if not report:
-            print("the journal holds no job yet")
-        for name, entries, runs, counts in report:
-            states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no items"
-            total = sum(e.bytes_done for e in entries.values())
-            print(f"job {name}: {states}; {human_bytes(total)} moved")
-            holders: dict[str, int] = {}
-            for e in entries.values():
-                if e.lease_owner:
-                    holders[e.lease_owner] = holders.get(e.lease_owner, 0) + 1
-            for holder, count in sorted(holders.items()):
-                print(f"  worker {holder} holds {count} images")
-            for r in runs:
-                print(
-                    f"  run {r.id} by {r.worker}: {r.started_at} -> "
-                    f"{r.finished_at or 'running or killed'} {r.outcome or ''}".rstrip()
-                )
-            if args.images:
-                for e in sorted(entries.values(), key=lambda e: (e.source_name, e.target_key)):
-                    err = f"  ({e.last_error})" if e.last_error and e.state != "done" else ""
-                    print(
-                        f"  {e.state:8} {e.source_name or e.source_id} -> {e.target_key} "
-                        f"{e.target_id or '-'} step={e.last_step or '-'}{err}"
-                        + (f"  [held by {e.lease_owner}]" if e.lease_owner else "")
+            for name in args.job or await journal.jobs():
+                statuses.append(
+                    JobStatus(
+                        job=name,
+                        states=await journal.state_counts(name),
+                        entries=list((await journal.entries(name)).values()),
+                        runs=await journal.runs(name, limit=5),
                     )
-        return EXIT_OK
+                )
+        return statuses
 
-    return _run_async(main)
+    statuses = anyio.run(main)
+    if args.json:
+        print(status_json(statuses, images=args.images))
+    else:
+        print(format_status(statuses, images=args.images))
+    return ExitCode.OK
 
 
 # -- verify --------------------------------------------------------------------------------
@@ -512,9 +409,9 @@ def _run_verify(args: argparse.Namespace) -> int:
                     print(format_differences(differences))
                 else:
                     print(f"job {job.name}: all {pairs} copies verified")
-        return EXIT_DIFFERENCES if failed else EXIT_OK
+        return ExitCode.DIFFERENCES if failed else ExitCode.OK
 
-    return _run_async(main)
+    return anyio.run(main)
 
 
 plan = Command(_configure_plan, _run_plan)

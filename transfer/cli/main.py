@@ -11,17 +11,25 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from enum import IntEnum
 from typing import Protocol
 
 from transfer import __version__
 from transfer.errors import ConfigError, TransferError
 
-# Exit codes (documented in the README).
-EXIT_OK = 0
-EXIT_PARTIAL = 1  # some images failed, the rest succeeded
-EXIT_USAGE = 2  # bad command line or configuration
-EXIT_FATAL = 3  # the run could not proceed (credentials, catalog, journal)
-EXIT_INTERRUPTED = 130
+
+class ExitCode(IntEnum):
+    """The exit codes of every command (the README's table)."""
+
+    OK = 0
+    PARTIAL = 1  # some images failed for good, or a prune was refused by max_delete
+    DIFFERENCES = 1  # verify found differences
+    ERROR = 1  # images: the API or a file said no
+    USAGE = 2  # bad command line or configuration
+    FATAL = 3  # the run could not proceed (credentials, catalog, journal, the job locked)
+    RETRYABLE = 4  # some images failed, every failure transient: run again later
+    DEADLINE = 5  # max_duration reached: images left for the next run
+    INTERRUPTED = 130  # SIGINT or SIGTERM
 
 
 class CommandModule(Protocol):
@@ -46,7 +54,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
 
 
 def build_parser(
@@ -90,13 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"image-transfer: config error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except TransferError as exc:
         print(f"image-transfer: error: {exc}", file=sys.stderr)
-        return EXIT_FATAL
+        return ExitCode.FATAL
     except KeyboardInterrupt:
         print("image-transfer: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
 
 
 def _only_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -13,8 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from transfer.cli.report import OUTCOMES
-from transfer.engine.results import RunSummary
+from transfer.engine.results import REPORTED_OUTCOMES, RunOutcome, RunSummary
 
 _LAST_SUCCESS_RE = re.compile(
     r'^image_transfer_last_success_timestamp_seconds\{job="((?:[^"\\]|\\.)*)"\} (\S+)$', re.M
@@ -37,7 +36,7 @@ def render_metrics(
         "# TYPE image_transfer_images gauge",
     ]
     for s in summaries:
-        for outcome in OUTCOMES:
+        for outcome in REPORTED_OUTCOMES:
             lines.append(
                 f'image_transfer_images{{job="{_label(s.job)}",outcome="{outcome}"}} '
                 f"{s.count(outcome)}"
@@ -62,12 +61,12 @@ def render_metrics(
         "# TYPE image_transfer_last_run_success gauge",
         *(
             f'image_transfer_last_run_success{{job="{_label(s.job)}"}} '
-            f"{1 if s.outcome == 'ok' else 0}"
+            f"{1 if s.outcome is RunOutcome.OK else 0}"
             for s in summaries
         ),
     ]
     for s in summaries:
-        if s.outcome == "ok":
+        if s.outcome is RunOutcome.OK:
             last_success[_label(s.job)] = f"{now:.0f}"
     lines += [
         "# HELP image_transfer_last_success_timestamp_seconds When a job last succeeded.",

@@ -1,16 +1,21 @@
-"""What a run tells its user: a live stats line, the closing tables, and a JSON report."""
+"""What the job commands tell their user: the plan (text and JSON), the live stats line, the
+closing tables of a run and its JSON report, the differences ``verify`` finds, and ``status``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from transfer.engine.planning import JobPlan
 from transfer.engine.prune import PruneResult
-from transfer.engine.results import Difference, Progress, RunSummary
+from transfer.engine.results import REPORTED_OUTCOMES, Difference, Outcome, Progress, RunSummary
+from transfer.journal.records import JournalEntry, RunRecord
 from transfer.planner import Code, PlanItem, plan_counts
 from transfer.streams import human_bytes
-
-OUTCOMES = ("copied", "repaired", "updated", "in-sync", "failed")
 
 
 def human_rate(bytes_per_second: float) -> str:
@@ -44,7 +49,7 @@ def format_summary(summary: RunSummary) -> str:
     """The closing table: one row per item that did something or failed, then the totals."""
     rows = []
     for r in sorted(summary.results, key=lambda r: (r.source_name, r.source_id, r.target_key)):
-        if r.outcome == "in-sync" and not r.warnings:
+        if r.outcome is Outcome.IN_SYNC and not r.warnings:
             continue
         note = r.error or "; ".join(r.warnings)
         rows.append(
@@ -69,7 +74,7 @@ def format_summary(summary: RunSummary) -> str:
     if errors:  # the table cuts long notes; a failure's reason is worth reading whole
         parts.append("errors:\n" + "\n".join(errors))
     seconds = max(summary.seconds, 1e-9)
-    totals = ", ".join(f"{summary.count(o)} {o}" for o in OUTCOMES)
+    totals = ", ".join(f"{summary.count(o)} {o}" for o in REPORTED_OUTCOMES)
     parts.append(
         f"job {summary.job}: {totals}; {human_bytes(summary.bytes)} in {summary.seconds:.1f}s "
         f"({human_rate(summary.bytes / seconds)})"
@@ -104,7 +109,7 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
         "seconds": round(summary.seconds, 3),
         "bytes": summary.bytes,
         "not_started": summary.not_started,
-        "counts": {o: summary.count(o) for o in OUTCOMES},
+        "counts": {o: summary.count(o) for o in REPORTED_OUTCOMES},
         "items": [
             {
                 "code": r.code.value,
@@ -140,4 +145,100 @@ def progress_line(progress: Progress) -> str:
         f"images {progress.images_done}/{progress.images_total}"
         f" ({progress.images_failed} failed), {done}/{total} at {human_rate(rate)}{eta}"
         + (f" [{active}]" if active else "")
+    )
+
+
+def plan_json(plan: JobPlan) -> dict[str, object]:
+    return {
+        "job": plan.job.name,
+        "items": [
+            {
+                "code": i.code.value,
+                "target": i.target_key,
+                "source_id": i.source.id if i.source else None,
+                "source_name": i.source.name if i.source else None,
+                "target_id": i.target.id if i.target else i.target_id,
+                "reasons": list(i.reasons),
+            }
+            for i in plan.items
+        ],
+    }
+
+
+def run_report(
+    summary: RunSummary, *, deadline: bool, pruned: PruneResult | None, error: str | None
+) -> dict[str, Any]:
+    """One job's part of ``run --report`` (its schema is in the README)."""
+    data = summary_json(summary)
+    data["deadline_reached"] = deadline
+    if pruned is not None:
+        data["pruned"] = [
+            {"target": key, "target_id": image_id, "name": name}
+            for key, image_id, name in pruned.deleted
+        ]
+        data["prune_kept"] = [
+            {"target": key, "target_id": image_id, "name": name, "reason": reason}
+            for key, image_id, name, reason in pruned.kept
+        ]
+    if error:
+        data["error"] = error
+    return data
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What ``status`` shows of one job, as read from the journal."""
+
+    job: str
+    states: Mapping[str, int]
+    entries: Sequence[JournalEntry]
+    runs: Sequence[RunRecord]
+
+
+def status_json(statuses: Sequence[JobStatus], *, images: bool) -> str:
+    return json.dumps(
+        [
+            {
+                "job": s.job,
+                "states": dict(sorted(s.states.items())),
+                "runs": [dataclasses.asdict(r) for r in s.runs],
+                "items": [dataclasses.asdict(e) for e in s.entries] if images else None,
+            }
+            for s in statuses
+        ],
+        indent=2,
+        default=str,
+    )
+
+
+def format_status(statuses: Sequence[JobStatus], *, images: bool) -> str:
+    if not statuses:
+        return "the journal holds no job yet"
+    lines: list[str] = []
+    for s in statuses:
+        states = ", ".join(f"{n} {state}" for state, n in sorted(s.states.items())) or "no items"
+        total = sum(e.bytes_done for e in s.entries)
+        lines.append(f"job {s.job}: {states}; {human_bytes(total)} moved")
+        holders = Counter(e.lease_owner for e in s.entries if e.lease_owner)
+        lines += [f"  worker {h} holds {n} images" for h, n in sorted(holders.items())]
+        lines += [
+            f"  run {r.id} by {r.worker}: {r.started_at} -> "
+            f"{r.finished_at or 'running or killed'} {r.outcome or ''}".rstrip()
+            for r in s.runs
+        ]
+        if images:
+            lines += [_status_line(e) for e in sorted(s.entries, key=_by_name)]
+    return "\n".join(lines)
+
+
+def _by_name(entry: JournalEntry) -> tuple[str, str]:
+    return (entry.source_name or "", entry.target_key)
+
+
+def _status_line(e: JournalEntry) -> str:
+    err = f"  ({e.last_error})" if e.last_error and e.state != "done" else ""
+    held = f"  [held by {e.lease_owner}]" if e.lease_owner else ""
+    return (
+        f"  {e.state:8} {e.source_name or e.source_id} -> {e.target_key} "
+        f"{e.target_id or '-'} step={e.last_step or '-'}{err}{held}"
     )

@@ -1,17 +1,10 @@
-"""The Image API client: the only code in the project that speaks HTTP.
+"""The Image API client: one typed method per Image API call, and ``Download``, a streamed body.
 
-It owns
-- ``HttpSettings`` (timeouts, pool size, retry budget, chunk size);
-- ``HttpTransport``: one aiohttp session, the per-request retry loop (backoff with jitter,
-  ``Retry-After``, one token re-issue on 401) and ``translate``, the one place where aiohttp, OS
-  and asyncio exceptions become ``transfer.errors``; HTTP error statuses are mapped next to it in
-  ``_status_error``;
-- ``ImageClient``: one typed method per Image API call, and ``Download``, a streamed body.
-
-The token is attached by the transport, and only ever to URLs on the origin of the endpoint the
-client was built for: redirects are never followed, and a ``next`` link to another origin is
-refused.  No message or log line carries a token or a password: messages are built from the
-method, the URL path and the server's own text, and any known secret is scrubbed from the latter.
+``ImageClient`` is one region of the Image API as one tenant sees it.  It builds the URLs, the
+bodies and the JSON patches, follows pagination, and decides which calls may be repeated
+safely (see its docstring); the transport (``transfer.cloud.transport``) sends them.  The token
+only ever goes to the origin of the endpoint the client was built for: redirects are never
+followed, and a ``next`` link to another origin is refused.
 """
 
 from __future__ import annotations
@@ -32,7 +25,7 @@ from collections.abc import (
 )
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import quote
 
 import aiohttp
@@ -42,7 +35,7 @@ import yarl
 from transfer.cloud.retry import RetryState, exhausted
 from transfer.cloud.transport import (
     NETWORK_ERRORS,
-    Body,
+    CallOptions,
     HttpTransport,
     Reply,
     Retry,
@@ -223,17 +216,7 @@ class ImageClient:
         return yarl.URL(f"{self._base}/{path}", encoded=True)
 
     async def _call(
-        self,
-        method: str,
-        url: yarl.URL,
-        *,
-        ok: Collection[int],
-        mode: Retry = Retry.SAFE,
-        params: Sequence[tuple[str, str]] | None = None,
-        headers: Mapping[str, str] | None = None,
-        body: Body = None,
-        stream: bool = False,
-        tries: Tries | None = None,
+        self, method: str, url: yarl.URL, *, ok: Collection[int], **options: Unpack[CallOptions]
     ) -> Reply:
         if url.origin() != self._origin:
             # The token may only go where it was issued for.
@@ -241,18 +224,7 @@ class ImageClient:
                 f"{method} {url.path}: refusing to send the token to {url.host}, "
                 f"which is not the image endpoint of {self.region} ({self._origin.host})"
             )
-        return await self._transport.call(
-            method,
-            url,
-            auth=self._auth,
-            ok=ok,
-            mode=mode,
-            params=params,
-            headers=headers,
-            body=body,
-            stream=stream,
-            tries=tries,
-        )
+        return await self._transport.call(method, url, auth=self._auth, ok=ok, **options)
 
     async def _json_call(
         self,
@@ -441,7 +413,7 @@ class ImageClient:
         def body() -> AsyncIterable[bytes]:
             return _read_file(path, chunk_size, progress)
 
-        state = RetryState(self._transport.settings.retry_policy)
+        state = RetryState(self._transport.retry_policy)
         while True:
             try:
                 await self._call(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from types import TracebackType
 from typing import Self
 
 import anyio
@@ -15,10 +14,7 @@ from transfer.cloud.auth import PasswordAuth, StaticTokenAuth, strip_version, tl
 from transfer.cloud.client import ImageClient
 from transfer.cloud.transport import HttpTransport
 from transfer.config.settings import Config, Credentials, HttpSettings
-from transfer.errors import (
-    CatalogError,
-    ConfigError,
-)
+from transfer.errors import CatalogError, ConfigError
 
 
 class CloudSession:
@@ -54,12 +50,7 @@ class CloudSession:
         await self._transport.open()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self._transport.close()
 
     async def tenant_id(self) -> str:
@@ -126,12 +117,6 @@ class Clouds:
 
     async def client(self, name: str, region: str) -> ImageClient:
         return await (await self.session(name)).image_client(region)
-
-    def cloud_for_tenant(self, tenant_id: str) -> str | None:
-        for name, creds in self._config.clouds.items():
-            if creds.tenant_id == tenant_id:
-                return name
-        return None
 
 
 @asynccontextmanager

@@ -1,9 +1,16 @@
-"""The HTTP transport: one aiohttp session per tenant, the retry loop, and the one place where
-aiohttp's exceptions become the project's errors (``translate``).
+"""The HTTP transport: the only code in the project that speaks HTTP.
 
-The token is attached here, only to the URLs the client asks for; no message or log line
-carries a token or a password: messages are built from the method, the URL path and the
-server's own text, and any known secret is scrubbed from the latter.
+``HttpTransport`` owns one aiohttp session and its pool per tenant, and the retry loop every
+request goes through (backoff with full jitter, ``Retry-After``, one token re-issue on 401,
+and only the repeats that are safe: see ``Retry``).  ``translate`` is the one place where
+aiohttp, OS and asyncio exceptions become ``transfer.errors``; HTTP error statuses are mapped
+next to it in ``_status_error``.  What each error allows (retry, fatal) is declared on its
+class in ``transfer.errors``.
+
+The transport attaches the token to the URLs the client asks for (the client checks their
+origin).  No message or log line carries a token or a password: messages are built from the
+method, the URL path and the server's own text, and any known secret is scrubbed from the
+latter.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from collections.abc import (
 )
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import aiohttp
 import structlog
@@ -32,7 +39,7 @@ import yarl
 from multidict import CIMultiDictProxy
 
 from transfer import __version__
-from transfer.cloud.retry import RetryState, exhausted
+from transfer.cloud.retry import RetryPolicy, RetryState, exhausted
 from transfer.config.settings import HttpSettings
 from transfer.errors import (
     ConnectError,
@@ -82,6 +89,18 @@ class Tries:
 
 BodySource = Callable[[], AsyncIterable[bytes]]
 Body = bytes | BodySource | AsyncIterable[bytes] | None
+
+
+class CallOptions(TypedDict, total=False):
+    """The options of ``HttpTransport.call`` besides the method, URL, auth and accepted statuses
+    (for callers that pass them on)."""
+
+    mode: Retry
+    params: Sequence[tuple[str, str]] | None
+    headers: Mapping[str, str] | None
+    body: Body
+    stream: bool
+    tries: Tries | None
 
 
 @dataclass(frozen=True)
@@ -185,6 +204,12 @@ class HttpTransport:
 
     def __init__(self, settings: HttpSettings, *, ssl_context: ssl.SSLContext | bool = True):
         self.settings = settings
+        self.retry_policy = RetryPolicy(
+            attempts=settings.attempts,
+            base=settings.backoff_base,
+            cap=settings.backoff_cap,
+            total=settings.retry_total,
+        )
         self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
         self._fresh: aiohttp.ClientSession | None = None
@@ -268,7 +293,7 @@ class HttpTransport:
         An ``AsyncIterable`` body can be sent once only, so after a 401 the token is renewed
         but the error is raised; a ``BodySource`` makes a fresh body for every attempt.
         """
-        state = RetryState(self.settings.retry_policy)
+        state = RetryState(self.retry_policy)
         replayable = body is None or isinstance(body, bytes) or callable(body)
         reissued = False
         while True:

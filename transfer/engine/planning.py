@@ -17,10 +17,10 @@ from transfer.cloud.client import ImageClient
 from transfer.cloud.sessions import Clouds
 from transfer.config.settings import Config, JobConfig
 from transfer.journal import Journal
-from transfer.journal.records import ItemKey, PlanTicket
+from transfer.journal.records import ItemKey, JournalEntry, PlanTicket
 from transfer.metadata import DesiredTarget
 from transfer.models import Image, Member
-from transfer.planner import Code, PlanItem, plan_job
+from transfer.planner import WORK_CODES, Code, PlanItem, plan_job
 
 log = structlog.get_logger("transfer.engine.planning")
 
@@ -117,11 +117,9 @@ async def build_plan(config: Config, job: JobConfig, clouds: Clouds, journal: Jo
         for key, target in targets.items():
             member_clients: dict[str, ImageClient] = {}
             for tenant in sorted(member_tenants):
-                cloud = clouds.cloud_for_tenant(tenant)
-                if tenant == target.tenant_id:
-                    continue
-                if cloud is not None:
-                    member_clients[tenant] = await clouds.client(cloud, target.region)
+                creds = config.cloud_for_tenant(tenant)
+                if tenant != target.tenant_id and creds is not None:
+                    member_clients[tenant] = await clouds.client(creds.name, target.region)
             targets[key] = dataclasses.replace(target, member_clients=member_clients)
 
     if job.copy.members or job.copy.accept:
@@ -203,6 +201,22 @@ def member_differences(
     return reasons
 
 
+async def plan_for_run(
+    config: Config,
+    job: JobConfig,
+    clouds: Clouds,
+    journal: Journal,
+    worker: str,
+    *,
+    lease_seconds: float = 30.0,
+) -> tuple[JobPlan, PlanTicket | None]:
+    """The plan a run works: this host's own, or, on a journal several workers share, the one
+    plan of every worker (with the ticket to claim its items by)."""
+    if journal.work_queue is None:
+        return await build_plan(config, job, clouds, journal), None
+    return await join_and_plan(config, job, clouds, journal, worker, lease_seconds=lease_seconds)
+
+
 async def join_and_plan(
     config: Config,
     job: JobConfig,
@@ -219,30 +233,37 @@ async def join_and_plan(
     themselves (they need the images' details) and claim from the published plan.
     """
     queue = journal.work_queue
-    assert queue is not None  # the caller checked: only a shared journal has one
+    if queue is None:
+        raise ValueError(f"{journal!r} is not shared by several workers: use build_plan")
     ticket = await queue.join_plan(job.name, worker, lease_seconds=lease_seconds)
     plan = await build_plan(config, job, clouds, journal)
     if ticket.planner:
         keys: list[ItemKey] = []
-        for group in by_source([i for i in plan.items if i.code in _WORK and i.source]):
+        for group in by_source([i for i in plan.items if i.code in WORK_CODES and i.source]):
             for item in group:  # a source's targets side by side: claimed together, read once
-                assert item.source is not None
-                await journal.ensure_entry(
-                    job.name,
-                    item.source.id,
-                    item.target_key,
-                    source_name=item.source.name or "",
-                    source_checksum=item.source.checksum,
-                    source_size=item.source.size,
-                    target_id=item.target_id,
-                    generation=item.generation,
-                )
+                await record_entry(journal, job.name, item, target_id=item.target_id)
                 keys.append(item_key(item))
         await queue.publish_plan(ticket, keys)
     return plan, ticket
 
 
-_WORK = (Code.COPY, Code.REPAIR, Code.UPDATE)
+async def record_entry(
+    journal: Journal, job: str, item: PlanItem, *, target_id: str | None
+) -> JournalEntry:
+    """Create or refresh the journal entry of a plan item that has a source (see
+    ``Journal.ensure_entry``)."""
+    source = item.source
+    assert source is not None
+    return await journal.ensure_entry(
+        job,
+        source.id,
+        item.target_key,
+        source_name=source.name or "",
+        source_checksum=source.checksum,
+        source_size=source.size,
+        target_id=target_id,
+        generation=item.generation,
+    )
 
 
 def by_source(items: Sequence[PlanItem]) -> list[list[PlanItem]]:

@@ -1,14 +1,55 @@
 """What a run produces, for the reports and the live display: one ``ItemResult`` per (source,
-target) pair, the ``RunSummary`` of a run, the ``Progress`` counters a display reads while the
-run goes on, and the ``Difference``s that ``verify`` finds.
+target) pair with its ``Outcome``, the ``RunSummary`` of a run and its ``RunOutcome``, the
+``Progress`` counters a display reads while the run goes on, and the ``Difference``s that
+``verify`` finds.  Values are ``StrEnum``s, so reports, JSON, metrics and the journal carry the
+same strings as ever.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
 
+from transfer.errors import TransferError
 from transfer.planner import Code, PlanItem
+
+
+class Outcome(StrEnum):
+    """What happened to one (source, target) pair in a run."""
+
+    PENDING = "pending"  # not finished (yet)
+    COPIED = "copied"
+    REPAIRED = "repaired"
+    UPDATED = "updated"
+    IN_SYNC = "in-sync"
+    FAILED = "failed"
+
+
+#: The outcomes reports count, in the order they list them.
+REPORTED_OUTCOMES = (
+    Outcome.COPIED,
+    Outcome.REPAIRED,
+    Outcome.UPDATED,
+    Outcome.IN_SYNC,
+    Outcome.FAILED,
+)
+#: What a successful pipeline run of an item with this code is called.
+SUCCESS_BY_CODE = {
+    Code.COPY: Outcome.COPIED,
+    Code.REPAIR: Outcome.REPAIRED,
+    Code.UPDATE: Outcome.UPDATED,
+}
+
+
+class RunOutcome(StrEnum):
+    """How a whole run ended (the journal's ``runs.outcome``)."""
+
+    OK = "ok"
+    PARTIAL = "partial"  # some items failed, others did not
+    FAILED = "failed"  # every item that was tried failed
+    INTERRUPTED = "interrupted"  # a stop or deadline left items for the next run
 
 
 @dataclass
@@ -40,6 +81,11 @@ class Progress:
         if active is not None:
             active.done += n
 
+    def finished(self, result: ItemResult) -> None:
+        self.images_done += 1
+        if result.outcome is Outcome.FAILED:
+            self.images_failed += 1
+
     @property
     def rate(self) -> float:
         elapsed = time.monotonic() - self.started
@@ -55,7 +101,7 @@ class ItemResult:
     source_id: str
     source_name: str
     target_id: str | None = None
-    outcome: str = "pending"  # copied | repaired | updated | in-sync | failed | interrupted
+    outcome: Outcome = Outcome.PENDING
     bytes: int = 0
     seconds: float = 0.0
     attempts: int = 0
@@ -64,6 +110,24 @@ class ItemResult:
     retryable: bool = False  # the last error was transient: a later run may well succeed
     md5: str | None = None
     sha512: str | None = None
+
+    @classmethod
+    def of(cls, item: PlanItem, **fields: Any) -> ItemResult:
+        """A result for a plan item that has a source."""
+        assert item.source is not None
+        return cls(
+            code=item.code,
+            target_key=item.target_key,
+            source_id=item.source.id,
+            source_name=item.source.name or item.source.id,
+            **fields,
+        )
+
+    @classmethod
+    def failure(cls, item: PlanItem, exc: BaseException) -> ItemResult:
+        """An item that failed outside its pipeline (a bug, or trouble with its feed)."""
+        error = str(exc) if isinstance(exc, TransferError) else f"internal error: {exc!r}"
+        return cls.of(item, outcome=Outcome.FAILED, error=error)
 
 
 @dataclass
@@ -77,7 +141,7 @@ class RunSummary:
     interrupted: bool = False
     not_started: int = 0  # items a stop or deadline left for the next run
 
-    def count(self, outcome: str) -> int:
+    def count(self, outcome: Outcome) -> int:
         return sum(1 for r in self.results if r.outcome == outcome)
 
     @property
@@ -90,15 +154,27 @@ class RunSummary:
 
     @property
     def failed(self) -> list[ItemResult]:
-        return [r for r in self.results if r.outcome == "failed"]
+        return [r for r in self.results if r.outcome is Outcome.FAILED]
 
     @property
-    def outcome(self) -> str:
+    def outcome(self) -> RunOutcome:
         if self.interrupted:
-            return "interrupted"
+            return RunOutcome.INTERRUPTED
         if self.failed:
-            return "partial" if len(self.failed) < len(self.results) else "failed"
-        return "ok"
+            return RunOutcome.PARTIAL if len(self.failed) < len(self.results) else RunOutcome.FAILED
+        return RunOutcome.OK
+
+    def journal_summary(self) -> dict[str, int]:
+        """The counts the journal keeps with the run (``runs.summary``)."""
+        return {
+            "copied": self.count(Outcome.COPIED),
+            "repaired": self.count(Outcome.REPAIRED),
+            "updated": self.count(Outcome.UPDATED),
+            "in_sync": self.count(Outcome.IN_SYNC),
+            "failed": len(self.failed),
+            "bytes": self.bytes,
+            "not_started": self.not_started,
+        }
 
 
 @dataclass
