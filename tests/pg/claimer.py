@@ -17,17 +17,18 @@ from transfer.journal.postgres import PgJournal
 
 async def main(url: str, job: str, worker: str, hold: float) -> None:
     async with PgJournal(url) as journal:
+        queue = journal.work_queue
         print("ready", flush=True)
-        ticket = await journal.join_plan(job, worker, lease_seconds=30, poll_interval=0.05)
+        ticket = await queue.join_plan(job, worker, lease_seconds=30, poll_interval=0.05)
         print(json.dumps({"plan": ticket.plan_id, "planner": ticket.planner}), flush=True)
-        while items := await journal.claim(
+        while items := await queue.claim(
             job, worker, limit=2, lease_seconds=30, plan_id=ticket.plan_id
         ):
             for source_id, target_key in items:
                 await anyio.sleep(hold)
                 await journal.update_entry(job, source_id, target_key, state="done")
                 print(json.dumps({"claimed": [source_id, target_key]}), flush=True)
-            await journal.release(job, worker, items)
+            await queue.release(job, worker, items)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ the binaries the tests skip with the reason, unless ``IMAGE_TRANSFER_REQUIRE_ALL
 sets it): then they fail.
 
 The ``backend`` fixture gives a journal factory for each backend, so the same test checks the
-SQLite journal and the PostgreSQL one.
+SQLite journal and the PostgreSQL one; ``pg_journal`` gives PostgreSQL journals only, for what
+only a journal that several hosts share has (its work queue).
 """
 
 from __future__ import annotations
@@ -201,11 +202,17 @@ def pg_db(pg_server: PgServer) -> Iterator[PgDatabase]:
             conn.execute(f'DROP DATABASE "{name}"'.encode())
 
 
+@pytest.fixture
+def pg_journal(pg_db: PgDatabase) -> Callable[[], PgJournal]:
+    """Makes PostgreSQL journals (unopened) on this test's own database."""
+    return lambda: PgJournal(pg_db.url)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Journal]:
     """Makes journals (unopened) on one store: an SQLite file, or a PostgreSQL database."""
     if request.param == "sqlite":
         path = tmp_path / "journal.db"
         return lambda: SqliteJournal(path)
-    database: PgDatabase = request.getfixturevalue("pg_db")
-    return lambda: PgJournal(database.url)
+    factory: Callable[[], PgJournal] = request.getfixturevalue("pg_journal")
+    return factory

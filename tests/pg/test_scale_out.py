@@ -44,6 +44,12 @@ def pg_config(tmp_path: Path, emu: Emulator, db: PgDatabase, *, transfers: int =
     return config
 
 
+async def start_worker(config: Path, worker: str, *options: str) -> asyncio.subprocess.Process:
+    """``image-transfer run`` as worker ``worker`` of the job in ``config``."""
+    args = ("-c", str(config), "--no-progress", "--worker-id", worker, *options)
+    return await start_cli("run", *args, env=environment())
+
+
 async def done_states(db: PgDatabase, job: str = "move") -> dict[str, int]:
     async with PgJournal(db.url) as journal:
         entries = await journal.entries(job)
@@ -60,17 +66,7 @@ async def test_three_workers_copy_every_image_exactly_once_and_share_the_work(
     emu.set_faults(bandwidth=16 * MiB)  # long enough a run that all three take part
     config = pg_config(tmp_path, emu, pg_db)
     workers = [
-        await start_cli(
-            "run",
-            "-c",
-            str(config),
-            "--no-progress",
-            "--worker-id",
-            f"w{n}",
-            "--report",
-            str(tmp_path / f"w{n}.json"),
-            env=environment(),
-        )
+        await start_worker(config, f"w{n}", "--report", str(tmp_path / f"w{n}.json"))
         for n in range(3)
     ]
     outcomes = [await finish(w, within=180) for w in workers]
@@ -96,33 +92,12 @@ async def test_a_killed_workers_images_are_taken_over_after_its_leases_expire(
     emu.set_faults(bandwidth=4 * MiB)
     config = pg_config(tmp_path, emu, pg_db)
     lease = ("--lease-seconds", "3")
-    victim = await start_cli(
-        "run",
-        "-c",
-        str(config),
-        "--no-progress",
-        "--worker-id",
-        "victim",
-        *lease,
-        env=environment(),
-    )
+    victim = await start_worker(config, "victim", *lease)
     for _ in range(400):  # until the victim is uploading
         if received(emu) > 0:
             break
         await asyncio.sleep(0.05)
-    survivors = [
-        await start_cli(
-            "run",
-            "-c",
-            str(config),
-            "--no-progress",
-            "--worker-id",
-            f"s{n}",
-            *lease,
-            env=environment(),
-        )
-        for n in range(2)
-    ]
+    survivors = [await start_worker(config, f"s{n}", *lease) for n in range(2)]
     await asyncio.sleep(0.5)
     victim.send_signal(signal.SIGKILL)
     await victim.communicate()

@@ -4,15 +4,22 @@ Two protocols, because they are two concerns:
 
 - ``Journal``, the record: runs, entries, the history of steps, spool files.  Every write is
   durable when the call returns, so a run killed at any instant finds on restart exactly the
-  steps that were finished.  ``transfer.journal.sqlite.SqliteJournal`` keeps it in one local
-  SQLite file (WAL, ``synchronous=FULL``, one worker thread, never the event loop);
-  ``transfer.journal.postgres.PgJournal`` in a PostgreSQL database several hosts share.
+  steps that were finished.
 - ``WorkQueue``, the sharing of one job by several workers: plans and leases.  Only a journal
   that several hosts can reach has one (``Journal.work_queue``); on SQLite it is ``None``, and
   the job lock (``transfer.journal.lock``) allows one run per job instead.
 
-``open_journal`` picks the backend from the ``[journal]`` settings.  The records and the names
-of steps and states are in ``transfer.journal.records``.
+``open_journal`` picks the backend from the ``[journal]`` settings.  The modules:
+
+- ``records``: the records, the names of steps and states (``Step``, ``EntryState``), and what
+  both backends share (the checks before a write, timestamps, JSON, rows as records);
+- ``sqlite``: ``SqliteJournal``, the record in one local SQLite file, and its migrations;
+  ``sqlite_connection``: that file (0600, WAL, ``synchronous=FULL``, one worker thread, never
+  the event loop);
+- ``postgres``: ``PgJournal``, the record in a PostgreSQL database several hosts share, and its
+  migrations; ``pg_queue``: ``PgWorkQueue``, its plans and leases; ``pg_connection``: the one
+  connection both use (reconnecting, timeouts, migrations, no password in any message);
+- ``lock``: the job lock of a local journal.
 
 How workers share a job through a ``WorkQueue``:
 
@@ -60,6 +67,8 @@ class Journal(Protocol):
 
     Opened (created, migrated) by ``async with``; every call outside it is a ``RuntimeError``.
     A journal that cannot be opened, read or written raises ``JournalError`` naming it.
+    Steps and states (``records.Step``, ``records.EntryState``) may be given as the enums or
+    as their text; they are stored, and read back, as the text.
     """
 
     async def __aenter__(self) -> Self: ...
@@ -69,6 +78,7 @@ class Journal(Protocol):
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
+        /,
     ) -> None: ...
 
     @property
@@ -161,8 +171,8 @@ class Journal(Protocol):
     # -- whole jobs ------------------------------------------------------------------------
 
     async def reset_job(self, job: str) -> None:
-        """Forget a job's entries, step history, spool records and plans (``--restart``); its
-        runs stay listed."""
+        """Forget a job's entries, step history, spool records and plans (where it keeps them)
+        (``--restart``); its runs stay listed."""
         ...
 
     async def jobs(self) -> list[str]:

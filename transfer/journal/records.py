@@ -1,24 +1,50 @@
-"""What a journal holds, as both backends give it back: the records, the step and state names,
-and the checks both backends make before they write.
+"""What a journal holds, as both backends give it back, and what both backends share.
+
+The names of steps and states (``Step``, ``EntryState``); the records (entries, runs, steps,
+spools, plans); the keyword groups some ``Journal`` methods take; the checks both backends make
+before they write (so they refuse the same calls with the same messages); the journal's
+timestamp and JSON text; and ``JournalReads``, the reads of both backends, rows turned into
+records given how a backend returns timestamps and JSON.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, NotRequired, Required, TypeAlias, TypedDict
 
-if TYPE_CHECKING:
-    pass
+
+class Step(StrEnum):
+    """The steps of an item, in the order the pipeline runs them."""
+
+    CREATE = "create"
+    UPLOAD = "upload"
+    VERIFY = "verify"
+    TAGS = "tags"
+    PROPERTIES = "properties"
+    SHARE = "share"
+    ACCEPT = "accept"
+    PROTECT = "protect"
 
 
-STEPS = ("create", "upload", "verify", "tags", "properties", "share", "accept", "protect")
-STATES = ("pending", "running", "done", "failed")
+class EntryState(StrEnum):
+    """Where an entry stands."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+STEPS = tuple(Step)
+STATES = tuple(EntryState)
 
 #: Entry states ``claim`` hands out: not finished in the current plan.
-OPEN_STATES = ("pending", "running")
+OPEN_STATES = (EntryState.PENDING, EntryState.RUNNING)
 
-_T = TypeVar("_T")
 #: One work item: (source image id, target key).
 ItemKey: TypeAlias = tuple[str, str]
 
@@ -44,6 +70,37 @@ ENTRY_COLUMNS = (
 #: Fields ``update_entry`` may change (the key and ``updated_at`` are the journal's own).
 UPDATABLE_FIELDS = frozenset(ENTRY_COLUMNS) - {"job", "source_id", "target_key", "updated_at"}
 
+# The columns of the other records, named as their fields, in the order of the fields.
+RUN_COLUMNS = ("id", "job", "worker", "started_at", "finished_at", "outcome", "summary")
+STEP_COLUMNS = (
+    "id",
+    "run_id",
+    "job",
+    "source_id",
+    "target_key",
+    "step",
+    "started_at",
+    "finished_at",
+    "ok",
+    "detail",
+    "error",
+)
+SPOOL_COLUMNS = (
+    "job",
+    "source_id",
+    "host",
+    "path",
+    "source_checksum",
+    "size",
+    "bytes_done",
+    "complete",
+    "updated_at",
+)
+# How a column's value becomes its field's, beyond what the backend's driver does.
+_TIMESTAMPS = frozenset({"started_at", "finished_at", "updated_at", "lease_expires"})
+_JSON = frozenset({"summary", "detail"})
+_FLAGS = frozenset({"ok", "complete"})
+
 
 @dataclass(frozen=True, kw_only=True)
 class JournalEntry:
@@ -57,8 +114,8 @@ class JournalEntry:
     source_size: int | None
     target_id: str | None
     generation: int
-    state: str  # pending | running | done | failed
-    last_step: str | None  # the last step completed
+    state: str  # an EntryState: pending | running | done | failed
+    last_step: str | None  # the last Step completed
     bytes_done: int
     md5: str | None
     sha512: str | None
@@ -138,13 +195,70 @@ class PlanRecord:
     held: int  # of those, under a live lease
 
 
-def entry_from_row(row: Sequence[Any]) -> JournalEntry:
-    return JournalEntry(**dict(zip(ENTRY_COLUMNS, row, strict=True)))
+# -- keyword groups ------------------------------------------------------------------------
+# The implementations take these keyword arguments as one typed mapping (and pass it on to
+# their SQL as named parameters); the protocols in ``transfer.journal`` spell them out.
 
 
-def check_step(step: str) -> None:
+class EntryFacts(TypedDict):
+    """``ensure_entry``'s keywords: what planning knows of a pair."""
+
+    source_name: str | None
+    source_checksum: str | None
+    source_size: int | None
+    target_id: str | None
+    generation: int
+
+
+class Ended(TypedDict, total=False):
+    """``step_finished``'s keywords: how a step ended."""
+
+    ok: Required[bool]
+    detail: Mapping[str, Any] | None
+    error: str | None
+
+
+class SpoolFacts(TypedDict):
+    """``save_spool``'s keywords: the record of one spool file."""
+
+    path: str
+    source_checksum: str | None
+    size: int | None
+    bytes_done: int
+    complete: bool
+
+
+class ClaimTerms(TypedDict):
+    """``claim``'s keywords."""
+
+    limit: int
+    lease_seconds: float
+    plan_id: NotRequired[int | None]
+
+
+# -- checks --------------------------------------------------------------------------------
+
+
+def check_step(step: str) -> str:
+    """The step's name as the journal stores it (a ``Step`` is written as its plain value)."""
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r} (expected one of {', '.join(STEPS)})")
+    return Step(step).value
+
+
+def entry_changes(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``update_entry``'s fields, checked, sorted by name, steps and states as plain text."""
+    unknown = set(fields) - UPDATABLE_FIELDS
+    if unknown:
+        raise ValueError(f"not journal entry fields: {', '.join(sorted(unknown))}")
+    changes = {name: fields[name] for name in sorted(fields)}
+    if "state" in changes:
+        if changes["state"] not in STATES:
+            raise ValueError(f"unknown entry state {changes['state']!r}")
+        changes["state"] = EntryState(changes["state"]).value
+    if changes.get("last_step") is not None:
+        changes["last_step"] = check_step(changes["last_step"])
+    return changes
 
 
 def check_lease(seconds: float) -> None:
@@ -152,7 +266,127 @@ def check_lease(seconds: float) -> None:
         raise ValueError(f"a lease must last a positive number of seconds, got {seconds!r}")
 
 
-def missing_entries(path: str, job: str, missing: Sequence[ItemKey]) -> LookupError:
+def missing_entries(where: str, job: str, missing: Sequence[ItemKey]) -> LookupError:
+    """The error for writes to entries that do not exist (``where`` names the journal)."""
     source_id, target_key = missing[0]
     more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-    return LookupError(f"journal {path}: no entry for {job} {source_id} -> {target_key}{more}")
+    return LookupError(f"journal {where}: no entry for {job} {source_id} -> {target_key}{more}")
+
+
+# -- values --------------------------------------------------------------------------------
+
+
+def stamp(moment: datetime) -> str:
+    """The journal's timestamp text: UTC, milliseconds, ``Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def json_text(value: Any) -> str:
+    # What JSON cannot encode is kept as its str.
+    return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def json_object(value: Any) -> dict[str, Any]:
+    """A decoded JSON value as the records hold it: an object, or wrapped in one."""
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def upsert(table: str, columns: Sequence[str], values: Sequence[str], *, key: int) -> str:
+    """An INSERT of one row (``values``: an SQL expression per column) that replaces the other
+    columns of the row with the same first ``key`` columns, if there is one (SQLite and
+    PostgreSQL both speak this SQL)."""
+    update = ", ".join(f"{column} = excluded.{column}" for column in columns[key:])
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(values)}) "
+        f"ON CONFLICT ({', '.join(columns[:key])}) DO UPDATE SET {update}"
+    )
+
+
+#: A backend's way to run one query: its SQL and parameters in, the rows it selects out.
+Rows: TypeAlias = Callable[[str, Sequence[Any]], Awaitable[Sequence[Sequence[Any]]]]
+
+
+class JournalReads:
+    """The ``Journal``'s reads, the same on both backends (their base class): one query each,
+    run by the backend's ``rows`` and written with its driver's parameter ``mark``; rows
+    become records through ``stamp`` (the backend's timestamp as the journal's text) and
+    ``json`` (its JSON column decoded).  ``entry_select`` is what ``entries`` selects:
+    ``ENTRY_COLUMNS``, maybe followed by the lease's owner and expiry."""
+
+    def __init__(
+        self,
+        *,
+        rows: Rows,
+        mark: str,
+        stamp: Callable[[Any], str],
+        json: Callable[[Any], dict[str, Any]],
+        entry_select: str = ", ".join(ENTRY_COLUMNS),
+    ) -> None:
+        self._rows = rows
+        self._mark = mark
+        self._stamp = stamp
+        self._json = json
+        self._entry_select = entry_select
+
+    async def runs(self, job: str | None = None, limit: int = 20) -> list[RunRecord]:
+        m = self._mark
+        where, args = ("", (limit,)) if job is None else (f"WHERE job = {m} ", (job, limit))
+        query = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs {where}ORDER BY id DESC LIMIT {m}"
+        return [self._run(row) for row in await self._rows(query, args)]
+
+    async def entries(self, job: str) -> dict[ItemKey, JournalEntry]:
+        query = f"SELECT {self._entry_select} FROM entries WHERE job = {self._mark}"
+        return {(row[1], row[2]): self._entry(row) for row in await self._rows(query, (job,))}
+
+    async def state_counts(self, job: str) -> dict[str, int]:
+        query = f"SELECT state, COUNT(*) FROM entries WHERE job = {self._mark} GROUP BY state"
+        return {state: int(count) for state, count in await self._rows(query, (job,))}
+
+    async def steps(self, job: str, source_id: str, target_key: str) -> list[StepRecord]:
+        m = self._mark
+        query = (
+            f"SELECT {', '.join(STEP_COLUMNS)} FROM steps "
+            f"WHERE job = {m} AND source_id = {m} AND target_key = {m} ORDER BY id"
+        )
+        return [self._step(row) for row in await self._rows(query, (job, source_id, target_key))]
+
+    async def jobs(self) -> list[str]:
+        query = "SELECT job FROM runs UNION SELECT job FROM entries ORDER BY 1"
+        return [row[0] for row in await self._rows(query, ())]
+
+    async def spools(self, job: str, host: str | None = None) -> list[SpoolRecord]:
+        m = self._mark
+        rest = "ORDER BY source_id, host" if host is None else f"AND host = {m} ORDER BY source_id"
+        query = f"SELECT {', '.join(SPOOL_COLUMNS)} FROM spools WHERE job = {m} {rest}"
+        args = (job,) if host is None else (job, host)
+        return [self._spool(row) for row in await self._rows(query, args)]
+
+    def _entry(self, row: Sequence[Any]) -> JournalEntry:
+        """A row of ``entry_select``."""
+        fields = self._fields(ENTRY_COLUMNS, row[: len(ENTRY_COLUMNS)])
+        lease = row[len(ENTRY_COLUMNS) :]
+        if lease:
+            fields.update(self._fields(("lease_owner", "lease_expires"), lease))
+        return JournalEntry(**fields)
+
+    def _run(self, row: Sequence[Any]) -> RunRecord:
+        return RunRecord(**self._fields(RUN_COLUMNS, row))
+
+    def _step(self, row: Sequence[Any]) -> StepRecord:
+        return StepRecord(**self._fields(STEP_COLUMNS, row))
+
+    def _spool(self, row: Sequence[Any]) -> SpoolRecord:
+        return SpoolRecord(**self._fields(SPOOL_COLUMNS, row))
+
+    def _fields(self, columns: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
+        fields = dict(zip(columns, row, strict=True))
+        for name, value in fields.items():
+            if name in _JSON:
+                fields[name] = self._json(value)  # NULL too: the record holds an object
+            elif value is None:
+                pass
+            elif name in _TIMESTAMPS:
+                fields[name] = self._stamp(value)
+            elif name in _FLAGS:
+                fields[name] = bool(value)
+        return fields

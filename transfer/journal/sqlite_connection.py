@@ -1,0 +1,186 @@
+"""The SQLite journal's plumbing: its file and the one connection to it.
+
+Creating the file (mode 0600, its folder 0700), opening it in WAL mode with
+``synchronous=FULL``, refusing a file that is not a journal, applying the numbered migrations
+(``schema_migrations``, one transaction each), and running every call on one worker thread,
+never on the event loop, each write in one ``BEGIN IMMEDIATE`` transaction.  SQLite's own
+errors become ``JournalError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from transfer.errors import JournalError
+from transfer.journal.records import stamp
+
+_T = TypeVar("_T")
+
+
+def now() -> str:
+    """The journal's timestamp text for this instant (this host's clock)."""
+    return stamp(datetime.now(UTC))
+
+
+class SqliteConnection:
+    """One SQLite journal file, opened by ``open`` and used by ``read`` and ``write``."""
+
+    def __init__(self, path: Path, *, migrations: Sequence[Sequence[str]], busy_timeout: float):
+        self.path = path
+        self._migrations = migrations
+        self._busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    async def read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``fn(connection)`` on the worker thread."""
+        return await self._call(lambda: fn(self._db))
+
+    async def rows(self, query: str, args: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
+        """The rows one query selects."""
+        return await self.read(lambda conn: conn.execute(query, args).fetchall())
+
+    async def write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``fn(connection)`` on the worker thread, in one transaction, committed on return."""
+        return await self._call(functools.partial(self._write, fn))
+
+    async def open(self) -> None:
+        await self._call(self._open)
+
+    async def close(self) -> None:
+        await self._call(self._close)
+
+    async def _call(self, fn: Callable[[], _T]) -> _T:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(1)
+        # Not abandoned on cancel: a write that started is committed (or not) before the
+        # cancellation is delivered, so the journal never depends on where a task was stopped.
+        return await anyio.to_thread.run_sync(
+            functools.partial(self._guarded, fn), limiter=self._limiter
+        )
+
+    def _guarded(self, fn: Callable[[], _T]) -> _T:
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            raise JournalError(
+                f"journal {self.path}: {exc} (is its disk full or read-only?)"
+            ) from exc
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"journal {self.path}: {exc}") from exc
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("the journal is not open: use 'async with'")
+        return self._conn
+
+    def _write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        conn = self._db
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    def _open(self) -> None:
+        path = self.path
+        try:
+            if not path.parent.exists():
+                path.parent.mkdir(parents=True, mode=0o700)
+            # Created 0600 before SQLite touches it: SQLite gives -wal and -shm the mode of
+            # the database file, so no process-wide umask change is needed.
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            os.close(fd)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise JournalError(f"journal {path}: cannot create: {exc.strerror}") from None
+        try:
+            conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
+            )
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {path}: cannot open: {exc}") from None
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise JournalError(f"journal {path}: cannot use WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._conn = conn
+            self._migrate()
+        except sqlite3.OperationalError as exc:
+            # I/O trouble (a full or read-only disk), not a foreign file.
+            conn.close()
+            self._conn = None
+            raise JournalError(
+                f"journal {path}: cannot use it: {exc} (is its disk full or read-only?)"
+            ) from None
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            self._conn = None
+            raise JournalError(f"journal {path}: not an image-transfer journal ({exc})") from None
+        except BaseException:
+            conn.close()
+            self._conn = None
+            raise
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @staticmethod
+    def _version(conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
+        return int(row[0])
+
+    def _prepare(self, conn: sqlite3.Connection) -> int:
+        tables = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if "schema_migrations" not in tables:
+            if tables - {"sqlite_sequence"}:
+                raise JournalError(
+                    f"journal {self.path}: an SQLite database of something else "
+                    f"(tables: {', '.join(sorted(tables))}), not an image-transfer journal"
+                )
+            conn.execute(
+                "CREATE TABLE schema_migrations ("
+                "version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+        return self._version(conn)
+
+    def _apply(self, conn: sqlite3.Connection, number: int) -> None:
+        # Another process may have applied it while this one waited for the lock.
+        if self._version(conn) >= number:
+            return
+        for statement in self._migrations[number - 1]:
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (number, now())
+        )
+
+    def _migrate(self) -> None:
+        known = len(self._migrations)
+        version = self._write(self._prepare)
+        if version > known:
+            raise JournalError(
+                f"journal {self.path}: schema version {version} is newer than this "
+                f"image-transfer knows ({known}); upgrade image-transfer to use it"
+            )
+        for number in range(version + 1, known + 1):
+            self._write(functools.partial(self._apply, number=number))
