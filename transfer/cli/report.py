@@ -13,7 +13,7 @@ from typing import Any
 from transfer.engine.planning import JobPlan
 from transfer.engine.prune import PruneResult
 from transfer.engine.results import REPORTED_OUTCOMES, Difference, Outcome, Progress, RunSummary
-from transfer.journal.records import JournalEntry, RunRecord
+from transfer.journal.records import EntryState, JournalEntry, RunRecord
 from transfer.planner import Code, PlanItem, plan_counts
 from transfer.streams import human_bytes
 
@@ -236,7 +236,7 @@ def _by_name(entry: JournalEntry) -> tuple[str, str]:
 
 
 def _status_line(e: JournalEntry) -> str:
-    err = f"  ({e.last_error})" if e.last_error and e.state != "done" else ""
+    err = f"  ({e.last_error})" if e.last_error and e.state != EntryState.DONE else ""
     held = f"  [held by {e.lease_owner}]" if e.lease_owner else ""
     return (
         f"  {e.state:8} {e.source_name or e.source_id} -> {e.target_key} "

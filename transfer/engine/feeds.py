@@ -35,7 +35,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from transfer.cloud.client import Download, ImageClient
 from transfer.engine.spool import SpoolArea, SpoolFile
 from transfer.errors import IntegrityError, ProtocolError, SpoolError, TransportError
-from transfer.journal.records import JournalEntry
+from transfer.journal.records import EntryState, JournalEntry
 from transfer.models import Image
 from transfer.streams import Hasher, hashed, verify_length
 
@@ -320,7 +320,7 @@ def spool_reason(
         return None
     if spooled_before:
         return "a spool of this image is on this host already"
-    if any(e.state != "done" and e.attempts > 0 for e in entries):
+    if any(e.state != EntryState.DONE and e.attempts > 0 for e in entries):
         return "an earlier run did not finish copying this image"
     if len(set(target_regions)) > 1 and (source.size or 0) >= AUTO_FANOUT_MIN_SIZE:
         return "a large image fanned out to several regions"

@@ -21,7 +21,7 @@ from transfer.engine.planning import Target, record_entry
 from transfer.engine.results import SUCCESS_BY_CODE, ItemResult, Outcome
 from transfer.engine.steps import ItemState, Steps
 from transfer.errors import IntegrityError, NotFound, TargetDiscarded, TransferError
-from transfer.journal.records import JournalEntry
+from transfer.journal.records import EntryState, JournalEntry, Step
 from transfer.metadata import DesiredTarget
 from transfer.planner import Code, PlanItem
 
@@ -30,8 +30,8 @@ log = structlog.get_logger("transfer.engine.pipeline")
 #: How many fresh generations one attempt may make before giving up (each needs a delete).
 MAX_GENERATIONS_PER_ATTEMPT = 3
 #: The steps that move and prove the bytes, then those that bring the metadata in line.
-DATA_STEPS = ("create", "upload", "verify")
-METADATA_STEPS = ("tags", "properties", "share", "accept", "protect")
+DATA_STEPS = (Step.CREATE, Step.UPLOAD, Step.VERIFY)
+METADATA_STEPS = (Step.TAGS, Step.PROPERTIES, Step.SHARE, Step.ACCEPT, Step.PROTECT)
 
 
 class Pipeline:
@@ -90,7 +90,7 @@ class Pipeline:
         last_error: TransferError | None = None
         for attempt in range(1, self.job.retries + 1):
             st.result.attempts = attempt
-            await self._update(st, state="running", attempts=entry.attempts + attempt)
+            await self._update(st, state=EntryState.RUNNING, attempts=entry.attempts + attempt)
             try:
                 try:
                     await self._attempt(st, data_needed=data_needed)
@@ -116,7 +116,7 @@ class Pipeline:
         st.result.outcome = outcome
         await self._update(
             st,
-            state="done",
+            state=EntryState.DONE,
             last_error=None,
             target_id=st.target_id,
             generation=st.generation,
@@ -127,7 +127,7 @@ class Pipeline:
         st.result.outcome = Outcome.FAILED
         st.result.error = str(error)
         st.result.retryable = error.image_retryable
-        await self._update(st, state="failed", last_error=str(error))
+        await self._update(st, state=EntryState.FAILED, last_error=str(error))
         await self._remove_empty_target(st)
         st.log.error("failed", error=str(error))
 
@@ -177,7 +177,7 @@ class Pipeline:
                     ) from None
                 data_needed = True
 
-    async def _step(self, st: ItemState, step: str) -> None:
+    async def _step(self, st: ItemState, step: Step) -> None:
         """One step, its start and its end journaled (a failure's reason with it)."""
         where = (self.job.name, st.source.id, st.target.key, step, self.run_id)
         await self.journal.step_started(*where)

@@ -32,7 +32,7 @@ from transfer.engine.schedule import (
 from transfer.engine.spool import SpoolArea
 from transfer.engine.steps import Steps
 from transfer.journal import Journal
-from transfer.journal.records import ItemKey, JournalEntry, PlanTicket
+from transfer.journal.records import EntryState, ItemKey, JournalEntry, PlanTicket
 from transfer.planner import WORK_CODES, Code, PlanItem
 from transfer.streams import TokenBucket
 
@@ -218,7 +218,7 @@ async def _record_in_sync(
     """A pair found in sync is done, whatever a killed run last wrote about it (``running``)
     or whether the journal knew it at all: the journal must agree with the clouds."""
     assert item.source is not None and item.target is not None
-    if entry is not None and entry.state == "done" and entry.target_id == item.target.id:
+    if entry is not None and entry.state == EntryState.DONE and entry.target_id == item.target.id:
         return
     await record_entry(journal, job, item, target_id=item.target.id)
-    await journal.update_entry(job, *item_key(item), state="done", last_error=None)
+    await journal.update_entry(job, *item_key(item), state=EntryState.DONE, last_error=None)

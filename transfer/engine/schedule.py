@@ -31,7 +31,7 @@ from transfer.engine.results import ActiveTransfer, ItemResult, Outcome, Progres
 from transfer.engine.spool import SpoolArea
 from transfer.errors import LeaseLost, TransferError
 from transfer.journal import Journal, WorkQueue
-from transfer.journal.records import ItemKey, PlanTicket
+from transfer.journal.records import EntryState, ItemKey, PlanTicket
 from transfer.planner import Code, PlanItem
 
 log = structlog.get_logger("transfer.engine.schedule")
@@ -281,7 +281,7 @@ class ClaimingScheduler:
                 await self.journal.update_entry(
                     self.leases.job,
                     *key,
-                    state="done" if done else "failed",
+                    state=EntryState.DONE if done else EntryState.FAILED,
                     last_error=None if done else "not in the plan of worker " + self.leases.worker,
                 )
         mine = [self.by_key[k] for k in keys if k in self.by_key]

@@ -40,6 +40,7 @@ from transfer.errors import (
     TargetDiscarded,
 )
 from transfer.journal import Journal
+from transfer.journal.records import Step
 from transfer.metadata import MARKER_KEYS, DesiredTarget, build_patch, target_image_id
 from transfer.models import GONE_STATUSES, Image, PatchOp
 from transfer.streams import TokenBucket, counted, throttled
@@ -87,18 +88,18 @@ class Steps:
         self.bucket = bucket
         self.on_bytes = on_bytes
 
-    def of(self, name: str) -> Callable[[ItemState], Awaitable[StepResult]]:
-        """The step called ``name`` (a ``journal.records.Step``)."""
+    def of(self, step: Step) -> Callable[[ItemState], Awaitable[StepResult]]:
+        """The function of ``step``."""
         return {
-            "create": self.create,
-            "upload": self.upload,
-            "verify": self.verify,
-            "tags": self.tags,
-            "properties": self.properties,
-            "share": self.share,
-            "accept": self.accept,
-            "protect": self.protect,
-        }[name]
+            Step.CREATE: self.create,
+            Step.UPLOAD: self.upload,
+            Step.VERIFY: self.verify,
+            Step.TAGS: self.tags,
+            Step.PROPERTIES: self.properties,
+            Step.SHARE: self.share,
+            Step.ACCEPT: self.accept,
+            Step.PROTECT: self.protect,
+        }[step]
 
     # -- create ----------------------------------------------------------------------------
 
