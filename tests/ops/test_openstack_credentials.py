@@ -1,14 +1,17 @@
 """Credentials from the OpenStack conventions operators already use: ``clouds.yaml`` and
-``OS_*`` variables, in a real run against the emulator."""
+``OS_*`` variables, in a real run against the emulator; where clouds.yaml is looked for; and the
+``images`` command reading the ``OS_*`` variables as a config's ``from_env`` does."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from tests.config_files import write_private
 from tests.engine.helpers import (
     DST,
     SRC,
@@ -19,7 +22,8 @@ from tests.engine.helpers import (
     new_emulator,
     seed_many,
 )
-from transfer.config.loader import load_config
+from transfer.cli.images import configure, credentials_from_args
+from transfer.config.loader import load_config, load_credentials
 from transfer.emulator import Emulator
 from transfer.errors import ConfigError
 
@@ -86,3 +90,66 @@ def test_from_env_without_variables_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(config, environ={})
     assert any("clouds.src.from_env: no OS_* variables are set" in p for p in caught.value.problems)
+
+
+def test_clouds_yaml_is_looked_for_beside_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    clouds_yaml = write_private(
+        folder / "clouds.yaml",
+        "clouds:\n  nhn:\n    auth: {username: op, password: yaml-pw, project_id: t-yaml}\n",
+    )
+    config = write_private(folder / "config.toml", '[clouds.src]\nos_cloud = "nhn"\n')
+    monkeypatch.chdir(tmp_path)  # ./clouds.yaml is the config file's folder, not the cwd
+    environ = {"HOME": str(tmp_path)}
+    creds = load_credentials(config, "src", environ=environ)
+    assert creds.tenant_id == "t-yaml" and creds.username == "op"
+    assert creds.password is not None and creds.password.reveal() == "yaml-pw"
+
+    clouds_yaml.unlink()
+    with pytest.raises(ConfigError) as caught:
+        load_credentials(config, "src", environ=environ)
+    assert (
+        f"{config}: clouds.src.os_cloud: no clouds.yaml found (OS_CLIENT_CONFIG_FILE, "
+        "./clouds.yaml, ~/.config/openstack/clouds.yaml, /etc/openstack/clouds.yaml)"
+    ) in caught.value.problems
+
+
+def _images_flags(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    return parser.parse_args([*argv, "list"])
+
+
+def test_the_images_command_reads_the_os_variables_as_from_env_does(tmp_path: Path) -> None:
+    ca = write_private(tmp_path / "ca.pem", "not checked here")
+    env = {
+        "OS_AUTH_URL": "https://id.example/v2.0",
+        "OS_USERNAME": "op",
+        "OS_PASSWORD": "env-pw",
+        "OS_PROJECT_ID": "t-env",
+        "OS_PROJECT_NAME": "p-env",
+        "OS_CACERT": str(ca),
+        "OS_REGION_NAME": "kr1",
+        "OS_IMAGE_URL": "https://img.example",
+    }
+    config = write_private(tmp_path / "config.toml", "[clouds.env]\nfrom_env = true\n")
+    from_env = load_credentials(config, "env", environ=env)
+    images = credentials_from_args(_images_flags(), env)
+    for key in ("identity_url", "tenant_id", "tenant_name", "username", "password", "token"):
+        assert getattr(images, key) == getattr(from_env, key), key
+    assert images.endpoints == from_env.endpoints == {"KR1": "https://img.example"}
+    assert images.ca_bundle == from_env.ca_bundle == str(ca)
+
+    # Two ways the images command has always differed: OS_IMAGE_URL is the endpoint of the
+    # region in use (--region's when given) ...
+    flagged = credentials_from_args(_images_flags("--region", "KR2"), env)
+    assert flagged.endpoints == {"KR2": "https://img.example"}
+    # ... and the Keystone v2.0 names win over the project names when both are set.
+    both = {**env, "OS_TENANT_ID": "t-v2", "OS_TENANT_NAME": "n-v2"}
+    images = credentials_from_args(_images_flags(), both)
+    assert (images.tenant_id, images.tenant_name) == ("t-v2", "n-v2")
+    from_env = load_credentials(config, "env", environ=both)
+    assert (from_env.tenant_id, from_env.tenant_name) == ("t-env", "p-env")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.config_files import two_clouds_and_a_job, write_private
 from transfer.cli.main import main
 
 SRC_PASSWORD = "rel-src-Pw-5e1f0c"
@@ -64,37 +65,11 @@ def identity() -> Iterator[str]:
         thread.join()
 
 
-BASE = """\
-[journal]
-path = "journal.db"
-
-[log]
-level = "warning"
-
-[clouds.src]
-identity_url = "IDENTITY"
-tenant_id = "t-src"
-username = "op"
-password_env = "REL_SRC_PW"
-
-[clouds.dst]
-identity_url = "IDENTITY"
-tenant_id = "t-dst"
-username = "op"
-password_env = "REL_DST_PW"
-
-[[jobs]]
-name = "copy"
-source = { cloud = "src", region = "KR1" }
-targets = [ { cloud = "dst", region = "KR2" } ]
-transfers = 4
-
-[jobs.select]
-status = "active"
-
-[jobs.copy]
-tags = true
-"""
+BASE = (
+    '[journal]\npath = "journal.db"\n\n[log]\nlevel = "warning"\n\n'
+    + two_clouds_and_a_job(identity_url="IDENTITY", password_envs=("REL_SRC_PW", "REL_DST_PW"))
+    + 'transfers = 4\n\n[jobs.select]\nstatus = "active"\n\n[jobs.copy]\ntags = true\n'
+)
 
 Edit = Callable[[str], str]
 
@@ -464,16 +439,21 @@ CASES = [
 
 def prepare(case: Case, folder: Path, identity: str) -> Path:
     for name, content in case.files.items():
-        path = folder / name
         if content is None:
-            path.mkdir()
+            (folder / name).mkdir()
         else:
-            path.write_bytes(content)
-            path.chmod(0o600)
-    config = folder / "config.toml"
-    config.write_text(case.edit(BASE).replace("IDENTITY", identity))
-    config.chmod(0o600)
-    return config
+            write_private(folder / name, content)
+    return write_private(folder / "config.toml", case.edit(BASE).replace("IDENTITY", identity))
+
+
+def set_up(case: Case, folder: Path, identity: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``case``'s files and config in ``folder``, made the current directory, and its variables."""
+    monkeypatch.chdir(folder)
+    prepare(case, folder, identity)
+    for name in ("REL_SRC_PW", "REL_DST_PW"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment(case).items():
+        monkeypatch.setenv(name, value)
 
 
 def environment(case: Case) -> dict[str, str]:
@@ -496,6 +476,9 @@ def run_main(argv: list[str]) -> int:
         pytest.fail(f"uncaught {type(exc).__name__}: {exc}")
 
 
+VALID = Case("valid", lambda text: text, "")
+
+
 def test_the_table_is_large_enough() -> None:
     assert len(CASES) >= 30
     assert len({c.id for c in CASES}) == len(CASES)
@@ -508,10 +491,7 @@ def test_the_unbroken_config_gets_past_the_loader(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The control: the base config is valid, so each case's exit 2 is its own mistake's."""
-    monkeypatch.chdir(tmp_path)
-    prepare(Case("valid", lambda text: text, ""), tmp_path, identity)
-    for name, value in ENV.items():
-        monkeypatch.setenv(name, value)
+    set_up(VALID, tmp_path, identity, monkeypatch)
 
     code = run_main(["plan", "-c", "config.toml"])
 
@@ -531,12 +511,7 @@ def test_a_malformed_config_is_one_line_naming_the_key_and_exit_code_2(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    prepare(case, tmp_path, identity)
-    for name in ("REL_SRC_PW", "REL_DST_PW"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in environment(case).items():
-        monkeypatch.setenv(name, value)
+    set_up(case, tmp_path, identity, monkeypatch)
 
     code = run_main(["plan", "-c", "config.toml", *case.args])
 
@@ -576,10 +551,7 @@ def test_bad_run_flags_are_one_clear_line_and_exit_code_2(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    prepare(Case("flags", lambda text: text, ""), tmp_path, identity)
-    for name, value in ENV.items():
-        monkeypatch.setenv(name, value)
+    set_up(VALID, tmp_path, identity, monkeypatch)
 
     code = run_main(["run", "-c", "config.toml", "--no-progress", *args])
 

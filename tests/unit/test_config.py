@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
+from tests.config_files import two_clouds_and_a_job, write_private
 from tests.unit.factories import image
 from transfer.config.loader import load_config, load_credentials
-from transfer.config.settings import Config, SelectConfig
+from transfer.config.settings import (
+    Config,
+    LogFormat,
+    LogLevel,
+    MismatchAction,
+    SelectConfig,
+    SpoolMode,
+    VerifyMode,
+)
 from transfer.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,22 +30,9 @@ ENV = {
     "HOME": "/home/op",
 }
 
-MINIMAL = """
-[clouds.src]
-tenant_id = "t-src"
-username = "op"
-password_env = "SRC_API_PASSWORD"
-
-[clouds.dst]
-tenant_id = "t-dst"
-username = "op"
-password_env = "DST_API_PASSWORD"
-
-[[jobs]]
-name = "copy"
-source = { cloud = "src", region = "kr1" }
-targets = [ { cloud = "dst", region = "KR2" } ]
-"""
+MINIMAL = two_clouds_and_a_job(
+    password_envs=("SRC_API_PASSWORD", "DST_API_PASSWORD"), source_region="kr1"
+)
 
 
 @pytest.fixture
@@ -45,10 +42,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def write(text: str, name: str = "config.toml") -> Path:
-    path = Path(name)
-    path.write_text(text)
-    path.chmod(0o600)
-    return path
+    return write_private(Path(name), text)
 
 
 def problems(text: str, environ: dict[str, str] | None = None) -> list[str]:
@@ -58,9 +52,9 @@ def problems(text: str, environ: dict[str, str] | None = None) -> list[str]:
 
 
 def test_example_config_loads_with_its_variables(tmp_path: Path) -> None:
-    example = tmp_path / "config.example.toml"
-    example.write_text((REPO / "config.example.toml").read_text())
-    example.chmod(0o600)
+    example = write_private(
+        tmp_path / "config.example.toml", (REPO / "config.example.toml").read_text()
+    )
     config = load_config(example, environ=ENV)
     assert config.warnings == ()
     assert config.journal.path == tmp_path / "image-transfer.db"
@@ -92,6 +86,28 @@ def test_defaults_and_normalised_regions(workdir: Path) -> None:
     assert config.journal.path == Path("/var/state/image-transfer/journal.db")
     home_default = load_config(write(MINIMAL), environ=ENV)
     assert home_default.journal.path == Path("/home/op/.local/state/image-transfer/journal.db")
+
+
+def test_modes_are_enum_members_equal_to_their_strings(workdir: Path) -> None:
+    defaults = load_config(write(MINIMAL), environ=ENV)
+    job = defaults.jobs["copy"]
+    assert job.verify is VerifyMode.AUTO and job.on_mismatch is MismatchAction.DELETE
+    assert job.spool is SpoolMode.OFF
+    assert defaults.log.level is LogLevel.INFO and defaults.log.format is LogFormat.AUTO
+    text = MINIMAL.replace(
+        'name = "copy"',
+        'name = "copy"\nverify = "FULL"\non_mismatch = "Quarantine"\nspool = "always"',
+    )
+    text += '\n[log]\nlevel = "DEBUG"\nformat = "json"\n'
+    config = load_config(write(text), environ=ENV)
+    job = config.jobs["copy"]
+    assert job.verify is VerifyMode.FULL and job.on_mismatch is MismatchAction.QUARANTINE
+    assert job.spool is SpoolMode.ALWAYS
+    assert config.log.level is LogLevel.DEBUG and config.log.format is LogFormat.JSON
+    # Each is its string: code that compares a mode with "off", prints or dumps it is unchanged.
+    spool: str = job.spool
+    assert spool == "always" and spool != "off"
+    assert f"{job.verify}" == "full" and json.dumps([job.on_mismatch]) == '["quarantine"]'
 
 
 def test_every_problem_is_reported_at_once(workdir: Path) -> None:

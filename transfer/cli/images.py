@@ -1,9 +1,10 @@
 """The ``images`` command: every Image API call from the shell, one subcommand per call.
 
-It owns turning flags and the ``OS_*`` environment into ``Credentials`` (flags win), the
-subcommands' output (tables for people, ``--json`` for scripts), and the download/upload helpers
-a shell user needs (progress on a terminal, resumable downloads, MD5 verification).  All HTTP goes
-through ``transfer.cloud.sessions.CloudSession`` and ``transfer.cloud.client.ImageClient``.
+It owns turning its flags into ``Credentials`` over the ``OS_*`` environment (which
+``transfer.config.sources.openstack_environment`` reads; flags win), the subcommands' output
+(tables for people, ``--json`` for scripts), and the download/upload helpers a shell user needs
+(progress on a terminal, resumable downloads, MD5 verification).  All HTTP goes through
+``transfer.cloud.sessions.CloudSession`` and ``transfer.cloud.client.ImageClient``.
 
 Exit codes: 0 done, 1 the API or a file said no, 2 a usage error, 3 the credentials or the
 catalog failed (raised to ``transfer.cli``, which maps fatal errors).
@@ -27,6 +28,7 @@ from transfer.cloud.client import IMAGE_FILTERS, ImageClient
 from transfer.cloud.sessions import CloudSession
 from transfer.config.loader import load_credentials
 from transfer.config.settings import NHN_IDENTITY_URL, Credentials, Secret
+from transfer.config.sources import openstack_environment
 from transfer.errors import ConfigError, IntegrityError, TransferError, TransportError
 from transfer.models import (
     CORE_KEYS,
@@ -116,7 +118,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         dest="images_command", metavar="SUBCOMMAND", parser_class=type(parser)
     )
     sub.required = True
+    # The order of these calls is the order of the subcommands in --help.
+    _add_list(sub)
+    _add_show_and_create(sub)
+    _add_data(sub)
+    _add_changes(sub)
+    _add_members(sub, type(parser))
 
+
+def _add_list(sub: Any) -> None:
     p = _leaf(sub, "list", _cmd_list, "list images (first --limit, or --all)")
     p.add_argument("--all", action="store_true", help="every image, however many pages")
     p.add_argument("--limit", type=_positive_int, default=100, help="at most N (default 100)")
@@ -132,6 +142,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--member-status", choices=MEMBER_STATUS_FILTERS)
     p.add_argument("--tag", action="append", help="only images with this tag; repeatable")
 
+
+def _add_show_and_create(sub: Any) -> None:
     p = _leaf(sub, "show", _cmd_show, "show one image")
     p.add_argument("image_id", metavar="ID")
 
@@ -148,6 +160,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--id", dest="chosen_id", metavar="UUID", help="choose the image id")
     p.add_argument("--file", type=Path, metavar="PATH", help="upload this file after creating")
 
+
+def _add_data(sub: Any) -> None:
     p = _leaf(sub, "upload", _cmd_upload, "upload a file into a queued image", json_output=False)
     p.add_argument("image_id", metavar="ID")
     p.add_argument("path", type=Path, metavar="PATH")
@@ -162,6 +176,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("image_id", metavar="ID")
     p.add_argument("path", type=Path, metavar="PATH")
 
+
+def _add_changes(sub: Any) -> None:
     p = _leaf(sub, "update", _cmd_update, "change an image's fields and properties")
     p.add_argument("image_id", metavar="ID")
     p.add_argument("--set", action="append", default=[], metavar="K=V", help="repeatable")
@@ -179,10 +195,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("image_id", metavar="ID")
     p.add_argument("tag", metavar="TAG")
 
+
+def _add_members(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     members = sub.add_parser("members", help="share images with other tenants")
     _add_auth_options(members, nested=True)
     msub = members.add_subparsers(
-        dest="members_command", metavar="SUBCOMMAND", parser_class=type(parser)
+        dest="members_command", metavar="SUBCOMMAND", parser_class=parser_class
     )
     msub.required = True
     p = _leaf(msub, "list", _cmd_members_list, "list an image's members")
@@ -256,59 +274,86 @@ def _read_password_file(path: str) -> Secret:
     return Secret(value)
 
 
+def _region(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
+    return _first(_opt(args, "region"), env.get("OS_REGION_NAME"))
+
+
 def region_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> str:
-    region = _first(_opt(args, "region"), env.get("OS_REGION_NAME"))
+    region = _region(args, env)
     if not region:
         raise ConfigError("no region: pass --region (for example KR1) or set OS_REGION_NAME")
     return region
 
 
-def credentials_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Credentials:
-    """``Credentials`` from the auth flags, falling back to the ``OS_*`` variables.
+def _environment_as_read(env: Mapping[str, str], region: str | None) -> dict[str, str]:
+    """The ``OS_*`` variables as this command has always read them, for ``openstack_environment``.
 
-    A password (``--password-env``/``--password-file``, else ``OS_PASSWORD``) selects password
-    auth; otherwise a token (``--token-env``, else ``OS_AUTH_TOKEN``) selects token mode.
+    Two differences from the config's ``from_env``: ``OS_IMAGE_URL`` is the endpoint of the
+    region in use (``--region`` when given), and the Keystone v2.0 names ``OS_TENANT_ID`` and
+    ``OS_TENANT_NAME`` win over ``OS_PROJECT_ID`` and ``OS_PROJECT_NAME`` when both are set.
     """
+    seen = dict(env)
+    if region:
+        seen["OS_REGION_NAME"] = region
+    for project, tenant in (
+        ("OS_PROJECT_ID", "OS_TENANT_ID"),
+        ("OS_PROJECT_NAME", "OS_TENANT_NAME"),
+    ):
+        if env.get(tenant):
+            seen[project] = env[tenant]
+    return seen
+
+
+def _secret_from_flags(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Secret]:
+    """``{"password": ...}`` or ``{"token": ...}`` from the flags; ``{}`` when none is given."""
     password_flags = [f for f in ("password_env", "password_file") if _opt(args, f)]
     if len(password_flags) > 1:
         raise ConfigError("give either --password-env or --password-file, not both")
     if password_flags and _opt(args, "token_env"):
         raise ConfigError("give either a password or --token-env, not both")
-    password: Secret | None = None
-    token: Secret | None = None
     if _opt(args, "password_env"):
-        password = _read_env_secret("--password-env", args.password_env, env)
-    elif _opt(args, "password_file"):
-        password = _read_password_file(args.password_file)
-    elif _opt(args, "token_env"):
-        token = _read_env_secret("--token-env", args.token_env, env)
-    elif env.get("OS_PASSWORD"):
-        password = Secret(env["OS_PASSWORD"])
-    elif env.get("OS_AUTH_TOKEN"):
-        token = Secret(env["OS_AUTH_TOKEN"])
-    else:
-        raise ConfigError(
-            "no credentials: give --password-env VAR, --password-file PATH or --token-env VAR "
-            "(or set OS_PASSWORD or OS_AUTH_TOKEN)"
-        )
+        return {"password": _read_env_secret("--password-env", args.password_env, env)}
+    if _opt(args, "password_file"):
+        return {"password": _read_password_file(args.password_file)}
+    if _opt(args, "token_env"):
+        return {"token": _read_env_secret("--token-env", args.token_env, env)}
+    return {}
 
+
+def _endpoints_from_flags(args: argparse.Namespace) -> dict[str, str]:
     endpoints: dict[str, str] = {}
-    region = _first(_opt(args, "region"), env.get("OS_REGION_NAME"))
-    if env.get("OS_IMAGE_URL") and region:
-        endpoints[region.upper()] = env["OS_IMAGE_URL"]
     for item in _opt(args, "endpoint") or []:
         name, sep, url = item.partition("=")
         if not sep or not name or not url:
             raise ConfigError(f"--endpoint expects REGION=URL, got {item!r}")
         endpoints[name.upper()] = url
+    return endpoints
 
-    tenant_id = _first(_opt(args, "tenant_id"), env.get("OS_TENANT_ID"), env.get("OS_PROJECT_ID"))
-    tenant_name = _first(
-        _opt(args, "tenant_name"), env.get("OS_TENANT_NAME"), env.get("OS_PROJECT_NAME")
-    )
-    username = _first(_opt(args, "username"), env.get("OS_USERNAME"))
-    if password is not None:
-        if not username:
+
+def credentials_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Credentials:
+    """``Credentials`` from the auth flags over the ``OS_*`` variables (flags win).
+
+    A password (``--password-env``/``--password-file``, else ``OS_PASSWORD``) selects password
+    auth; otherwise a token (``--token-env``, else ``OS_AUTH_TOKEN``) selects token mode.
+    """
+    region = _region(args, env)
+    keys = openstack_environment(_environment_as_read(env, region))
+    secret = _secret_from_flags(args, env)
+    if secret:
+        keys.pop("password", None)
+        keys.pop("token", None)
+        keys.update(secret)
+    elif "password" not in keys and "token" not in keys:
+        raise ConfigError(
+            "no credentials: give --password-env VAR, --password-file PATH or --token-env VAR "
+            "(or set OS_PASSWORD or OS_AUTH_TOKEN)"
+        )
+    endpoints: dict[str, str] = {**keys.get("endpoints", {}), **_endpoints_from_flags(args)}
+    for key in ("identity_url", "tenant_id", "tenant_name", "username", "ca_bundle"):
+        keys[key] = _first(_opt(args, key), keys.get(key))
+    tenant_id, tenant_name = keys["tenant_id"], keys["tenant_name"]
+    if "password" in keys:
+        if not keys["username"]:
             raise ConfigError("password auth needs --username (or OS_USERNAME)")
         if not (tenant_id or tenant_name):
             raise ConfigError("password auth needs --tenant-id or --tenant-name (or OS_TENANT_ID)")
@@ -319,14 +364,14 @@ def credentials_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> C
         )
     return Credentials(
         name=tenant_name or tenant_id or "default",
-        identity_url=_first(_opt(args, "identity_url"), env.get("OS_AUTH_URL")) or NHN_IDENTITY_URL,
+        identity_url=keys["identity_url"] or NHN_IDENTITY_URL,
         tenant_id=tenant_id,
         tenant_name=tenant_name,
-        username=username,
-        password=password,
-        token=token,
+        username=keys["username"],
+        password=keys.get("password"),
+        token=keys.get("token"),
         endpoints=endpoints,
-        ca_bundle=_first(_opt(args, "ca_bundle"), env.get("OS_CACERT")),
+        ca_bundle=keys["ca_bundle"],
         verify_tls=not _opt(args, "insecure"),
     )
 

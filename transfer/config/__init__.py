@@ -1,2 +1,4 @@
-"""Configuration: the frozen settings (``settings``), the TOML loader (``loader``) and the
-OpenStack conventions it imports from (``sources``: clouds.yaml and ``OS_*``)."""
+"""Configuration: the frozen settings and their modes (``settings``), and the TOML loader
+(``loader``), which reads the file in sections (``journal_log``, ``clouds``, ``jobs``) on the
+typed getters and problem collector of ``checks``, importing credentials from the OpenStack
+conventions (``sources``: clouds.yaml and ``OS_*``)."""

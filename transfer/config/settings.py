@@ -1,10 +1,12 @@
-"""The settings: frozen, keyword-only dataclasses that the loader builds and validates, and the
-``Secret`` wrapper that keeps passwords and tokens out of every message, log and repr.
+"""The settings: frozen, keyword-only dataclasses that the loader builds and validates, the
+modes a key may choose from (``StrEnum``s, equal to their strings), the spool reserve's variable,
+and the ``Secret`` wrapper that keeps passwords and tokens out of every message, log and repr.
 """
 
 from __future__ import annotations
 
 import difflib
+import enum
 import fnmatch
 import re
 from collections.abc import (
@@ -83,11 +85,47 @@ class Credentials:
         return self.token is not None
 
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
-LOG_FORMATS = ("auto", "console", "json")
-VERIFY_MODES = ("auto", "full")
-MISMATCH_ACTIONS = ("delete", "quarantine")
-SPOOL_MODES = ("off", "auto", "always")
+class LogLevel(enum.StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class LogFormat(enum.StrEnum):
+    AUTO = "auto"  # console on a terminal, else json
+    CONSOLE = "console"
+    JSON = "json"
+
+
+class VerifyMode(enum.StrEnum):
+    """How a copy is proved equal to its source."""
+
+    AUTO = "auto"  # the servers' hashes prove a copy; hash in flight only what a side lacks
+    FULL = "full"  # also hash every byte in flight
+
+
+class MismatchAction(enum.StrEnum):
+    """What becomes of a target whose bytes do not match the source."""
+
+    DELETE = "delete"
+    QUARANTINE = "quarantine"  # rename and tag the bad target, keep it
+
+
+class SpoolMode(enum.StrEnum):
+    """Whether a job downloads a source image to a spool file before uploading it."""
+
+    OFF = "off"
+    AUTO = "auto"
+    ALWAYS = "always"
+
+
+# An environment variable, not a key of the file: how much disk a spool must leave free to the
+# journal and the system belongs to the host a run is on, not to a job.
+SPOOL_RESERVE_ENV = "IMAGE_TRANSFER_SPOOL_RESERVE"
+DEFAULT_SPOOL_RESERVE = 512 * 1024 * 1024
+
+# API values, sent as they are: plain strings.
 OS_TYPES = ("linux", "windows")
 VISIBILITIES = ("public", "private", "shared", "community")
 
@@ -113,8 +151,8 @@ class JournalConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class LogConfig:
-    level: str = "info"
-    format: str = "auto"
+    level: LogLevel = LogLevel.INFO
+    format: LogFormat = LogFormat.AUTO
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -227,9 +265,9 @@ class JobConfig:
     transfers: int = 4
     checkers: int = 8
     retries: int = 3
-    verify: str = "auto"
-    on_mismatch: str = "delete"
-    spool: str = "off"  # off | auto | always
+    verify: VerifyMode = VerifyMode.AUTO
+    on_mismatch: MismatchAction = MismatchAction.DELETE
+    spool: SpoolMode = SpoolMode.OFF
     spool_dir: Path | None = None  # default: "spool" beside the journal
     bwlimit: Timetable | None = None  # None: no limit
     max_duration: float | None = None  # seconds; after it no new image starts
@@ -247,6 +285,7 @@ class Config:
     log: LogConfig
     clouds: Mapping[str, Credentials]
     jobs: Mapping[str, JobConfig]
+    spool_reserve: int = DEFAULT_SPOOL_RESERVE  # bytes kept free beside spool files
     warnings: tuple[str, ...] = ()
 
     def job(self, name: str) -> JobConfig:
