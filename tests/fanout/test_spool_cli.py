@@ -28,8 +28,8 @@ from tests.engine.helpers import (
     write_config,
 )
 from tests.fanout.helpers import mode, same_bytes, served, spool_files
+from transfer.config.settings import SPOOL_RESERVE_ENV as RESERVE_ENV
 from transfer.emulator import Emulator
-from transfer.engine.spool import RESERVE_ENV
 from transfer.journal.records import SpoolRecord
 from transfer.journal.sqlite import SqliteJournal
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from transfer.cli.logs import configure_logging
+from transfer.cli.main import ExitCode
 from transfer.cloud.client import IMAGE_FILTERS, ImageClient
 from transfer.cloud.sessions import CloudSession
 from transfer.config.loader import load_credentials
@@ -40,9 +41,6 @@ from transfer.models import (
     is_reserved_key,
 )
 from transfer.streams import human_bytes
-
-EXIT_OK = 0
-EXIT_ERROR = 1
 
 Action = Callable[[argparse.Namespace, CloudSession, ImageClient], Awaitable[int]]
 
@@ -406,11 +404,11 @@ def run_with(args: argparse.Namespace, credentials: Credentials, region: str) ->
         if exc.fatal:
             raise  # transfer.cli reports it and exits 2 (usage) or 3 (auth, catalog)
         _err(f"error: {exc}")
-        return EXIT_ERROR
+        return ExitCode.ERROR
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
         _err(f"error:{where}: {exc.strerror or exc}")
-        return EXIT_ERROR
+        return ExitCode.ERROR
 
 
 async def _run(args: argparse.Namespace, credentials: Credentials, region: str) -> int:
@@ -564,12 +562,12 @@ async def _cmd_list(args: argparse.Namespace, cloud: CloudSession, client: Image
         )
     if more:
         _err(f"note: there are more than {limit} images; --all lists every one")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def _cmd_show(args: argparse.Namespace, cloud: CloudSession, client: ImageClient) -> int:
     _output_image(args, await client.get_image(args.image_id))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _key_value(item: str, flag: str) -> tuple[str, str]:
@@ -615,7 +613,7 @@ async def _cmd_create(args: argparse.Namespace, cloud: CloudSession, client: Ima
             raise
         image = await client.get_image(image.id)
     _output_image(args, image)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def _upload(client: ImageClient, image_id: str, path: Path) -> None:
@@ -646,7 +644,7 @@ async def _cmd_upload(args: argparse.Namespace, cloud: CloudSession, client: Ima
         raise ConfigError(f"{args.path}: no such file")
     await _upload(client, args.image_id, args.path)
     print(f"uploaded {args.path} to image {args.image_id}; checksum verified")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def _cmd_download(args: argparse.Namespace, cloud: CloudSession, client: ImageClient) -> int:
@@ -658,13 +656,13 @@ async def _cmd_download(args: argparse.Namespace, cloud: CloudSession, client: I
         local = await asyncio.to_thread(_md5_file, path)
         if have == image.size and image.checksum in (None, local):
             print(f"{path} is already complete ({have} bytes, MD5 {local})")
-            return EXIT_OK
+            return ExitCode.OK
         _err(
             f"error: {path} already holds {have} bytes that do not match image "
             f"{image.id} ({image.size} bytes, checksum {image.checksum}); refusing to "
             "overwrite it: remove it or choose another path"
         )
-        return EXIT_ERROR
+        return ExitCode.ERROR
     if have:
         # Resume: the part already on disk goes into the hash first.
         await asyncio.to_thread(_hash_prefix, path, have, digest)
@@ -684,7 +682,7 @@ async def _cmd_download(args: argparse.Namespace, cloud: CloudSession, client: I
             f"downloaded {path} does not match image {image.id}: " + "; ".join(problems)
         )
     print(f"downloaded image {image.id} to {path}: {received} bytes, MD5 {local} verified")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _existing_size(path: Path) -> int:
@@ -806,25 +804,25 @@ def _read_json_patch(path: Path) -> list[PatchOp]:
 async def _cmd_update(args: argparse.Namespace, cloud: CloudSession, client: ImageClient) -> int:
     image = await client.update_image(args.image_id, _patch_from_args(args))
     _output_image(args, image)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def _cmd_delete(args: argparse.Namespace, cloud: CloudSession, client: ImageClient) -> int:
     await client.delete_image(args.image_id)
     print(f"deleted image {args.image_id}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def _cmd_tag(args: argparse.Namespace, cloud: CloudSession, client: ImageClient) -> int:
     await client.add_tag(args.image_id, args.tag)
     print(f"tagged image {args.image_id} with {args.tag!r}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def _cmd_untag(args: argparse.Namespace, cloud: CloudSession, client: ImageClient) -> int:
     await client.remove_tag(args.image_id, args.tag)
     print(f"removed tag {args.tag!r} from image {args.image_id}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def _cmd_members_list(
@@ -838,21 +836,21 @@ async def _cmd_members_list(
             ("MEMBER", "STATUS", "CREATED", "UPDATED"),
             [(m.member_id, m.status, _cell(m.created_at), _cell(m.updated_at)) for m in members],
         )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def _cmd_members_show(
     args: argparse.Namespace, cloud: CloudSession, client: ImageClient
 ) -> int:
     _output_member(args, await client.get_member(args.image_id, args.member_id))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def _cmd_members_add(
     args: argparse.Namespace, cloud: CloudSession, client: ImageClient
 ) -> int:
     _output_member(args, await client.add_member(args.image_id, args.member_id))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def _cmd_members_remove(
@@ -860,7 +858,7 @@ async def _cmd_members_remove(
 ) -> int:
     await client.delete_member(args.image_id, args.member_id)
     print(f"image {args.image_id} is no longer shared with {args.member_id}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 async def _cmd_members_status(
@@ -869,4 +867,4 @@ async def _cmd_members_status(
     member_id = args.member_id or await cloud.tenant_id()
     member = await client.update_member(args.image_id, member_id, args.member_status)
     _output_member(args, member)
-    return EXIT_OK
+    return ExitCode.OK

@@ -32,7 +32,7 @@ from transfer.cli.report import (
 )
 from transfer.cloud.sessions import Clouds, open_clouds
 from transfer.config.loader import load_config, parse_duration
-from transfer.config.settings import Config, HttpSettings, JobConfig
+from transfer.config.settings import Config, HttpSettings, JobConfig, LogFormat
 from transfer.engine.planning import build_plan, plan_for_run
 from transfer.engine.prune import PruneResult, prune
 from transfer.engine.results import Progress
@@ -63,7 +63,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     parser.add_argument(
-        "--log-format", choices=("auto", "console", "json"), help="override [log] format"
+        "--log-format", choices=tuple(LogFormat), help="override [log] format"
     )
 
 

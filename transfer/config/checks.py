@@ -216,7 +216,7 @@ class Checks:
         except ValueError as exc:
             self.problem(join(where, key), str(exc))
             return None
-        if len(timetable.entries) == 1 and timetable.entries[0][1] is None:
+        if timetable.unlimited:
             return None
         return timetable
 

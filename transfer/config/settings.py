@@ -18,7 +18,6 @@ from pathlib import Path
 from types import MappingProxyType
 
 from transfer.bandwidth import Timetable
-from transfer.cloud.retry import RetryPolicy
 from transfer.errors import (
     ConfigError,
 )
@@ -344,15 +343,6 @@ class HttpSettings:
             )
         if problems:
             raise ConfigError(problems[0], problems=problems)
-
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(
-            attempts=self.attempts,
-            base=self.backoff_base,
-            cap=self.backoff_cap,
-            total=self.retry_total,
-        )
 
 
 def suggestion(key: str, known: Collection[str]) -> str:

@@ -15,7 +15,7 @@ import structlog
 
 from transfer.cloud.client import ImageClient
 from transfer.cloud.sessions import Clouds
-from transfer.config.settings import Config, JobConfig
+from transfer.config.settings import DEFAULT_SPOOL_RESERVE, Config, JobConfig
 from transfer.journal import Journal
 from transfer.journal.records import ItemKey, JournalEntry, PlanTicket
 from transfer.metadata import DesiredTarget
@@ -48,6 +48,7 @@ class JobPlan:
     targets: dict[str, Target]
     source_client: ImageClient
     spool_dir: Path | None = None  # where spool files go (None: "spool" in the working dir)
+    spool_reserve: int = DEFAULT_SPOOL_RESERVE  # bytes to keep free beside the spool files
 
 
 async def _gather(
@@ -133,6 +134,7 @@ async def build_plan(config: Config, job: JobConfig, clouds: Clouds, journal: Jo
         targets=targets,
         source_client=source_client,
         spool_dir=job.spool_dir or config.journal.path.parent / "spool",
+        spool_reserve=config.spool_reserve,
     )
 
 

@@ -64,9 +64,12 @@ async def run_plan(
     progress = progress or Progress()
     stop = stop or anyio.Event()
     started = time.monotonic()
-    area = SpoolArea(root=plan.spool_dir or Path("spool"), job=job.name, journal=journal)
-    if job.spool != "off":
-        _ = area.reserve  # a bad IMAGE_TRANSFER_SPOOL_RESERVE is a usage error, before any work
+    area = SpoolArea(
+        root=plan.spool_dir or Path("spool"),
+        job=job.name,
+        journal=journal,
+        reserve=plan.spool_reserve,
+    )
     run_id = await journal.start_run(job.name, worker)
     entries = await journal.entries(job.name)
     runner = _item_runner(plan, journal, run_id, area, entries, bucket, progress, stop)

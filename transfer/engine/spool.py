@@ -17,8 +17,8 @@ source.  What this module owns:
   the file and its record and raises ``IntegrityError``, so the engine retries the image.
 - **Disk space.**  Before a byte is written, the free space of the spool directory (``statvfs``)
   must cover what the image still needs, plus what the other downloads of this process still
-  need, plus a reserve kept free for the journal and the system (``IMAGE_TRANSFER_SPOOL_RESERVE``,
-  a size like ``512M``; default 512 MiB).  Otherwise ``SpoolError`` says how much is missing and
+  need, plus a reserve kept free for the journal and the system (``Config.spool_reserve``,
+  from ``IMAGE_TRANSFER_SPOOL_RESERVE``; default 512 MiB).  Otherwise ``SpoolError`` says how much is missing and
   nothing is written: no half-filled disk.
 - **Privacy and cleanup.**  Directories are created 0700 and files 0600.  ``SpoolArea.tidy``
   (the engine calls it at the end of a run) removes every spool of the job that no failed image
@@ -44,16 +44,15 @@ import structlog
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from transfer.cloud.client import ImageClient
-from transfer.errors import ConfigError, IntegrityError, ProtocolError, SpoolError, TransportError
+from transfer.config.settings import DEFAULT_SPOOL_RESERVE, SPOOL_RESERVE_ENV
+from transfer.errors import IntegrityError, ProtocolError, SpoolError, TransportError
 from transfer.journal import Journal
 from transfer.journal.records import SpoolRecord
 from transfer.models import Image
-from transfer.streams import CHUNK_SIZE, Hasher, human_bytes, parse_size, verify_length
+from transfer.streams import CHUNK_SIZE, Hasher, human_bytes, verify_length
 
 log = structlog.get_logger("transfer.engine.spool")
 
-RESERVE_ENV = "IMAGE_TRANSFER_SPOOL_RESERVE"
-DEFAULT_RESERVE = 512 * 1024 * 1024
 #: Bytes written between two fsync + journal records: a crash re-reads at most this much.
 SYNC_EVERY = 16 * 1024 * 1024
 SUFFIX = ".spool"
@@ -64,17 +63,6 @@ def free_bytes(directory: Path) -> int:
     """Bytes an unprivileged process may still write in ``directory``'s filesystem."""
     stats = os.statvfs(directory)
     return stats.f_bavail * stats.f_frsize
-
-
-def spool_reserve(environ: Mapping[str, str] = os.environ) -> int:
-    """Bytes to keep free beside the spool (``IMAGE_TRANSFER_SPOOL_RESERVE``)."""
-    text = environ.get(RESERVE_ENV)
-    if text is None or not text.strip():
-        return DEFAULT_RESERVE
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise ConfigError(f"{RESERVE_ENV}: {exc}") from None
 
 
 def _file_name(source_id: str) -> str:
@@ -94,7 +82,7 @@ class SpoolArea:
         job: str,
         journal: Journal,
         host: str | None = None,
-        reserve: int | None = None,
+        reserve: int = DEFAULT_SPOOL_RESERVE,
         free: Callable[[Path], int] = free_bytes,
     ) -> None:
         self.root = root
@@ -102,7 +90,7 @@ class SpoolArea:
         self.directory = root / job
         self.journal = journal
         self.host = host or socket.gethostname()
-        self._reserve = reserve
+        self.reserve = reserve
         self._free = free
         self._files: dict[str, SpoolFile] = {}
         self._records: dict[str, SpoolRecord] | None = None
@@ -190,13 +178,6 @@ class SpoolArea:
             log.info("removed spool files", job=self.job, images=len(doomed))
         return doomed
 
-    @property
-    def reserve(self) -> int:
-        """Bytes kept free (read from the environment when first needed)."""
-        if self._reserve is None:
-            self._reserve = spool_reserve()
-        return self._reserve
-
     def check_space(self, spool: SpoolFile, need: int) -> None:
         """Raise SpoolError unless ``need`` more bytes fit beside what others still need."""
         others = sum(s.remaining for s in self.downloading if s is not spool)
@@ -210,7 +191,7 @@ class SpoolArea:
                 f"not enough disk space to spool image {source.name or source.id} "
                 f"({source.id}): it needs {human_bytes(need)} in {self.directory}, "
                 f"{human_bytes(free)} free, {human_bytes(others)} promised to other downloads, "
-                f"{human_bytes(self.reserve)} kept free ({RESERVE_ENV})"
+                f"{human_bytes(self.reserve)} kept free ({SPOOL_RESERVE_ENV})"
             )
 
     async def make_directory(self) -> None:
