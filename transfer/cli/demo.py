@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -93,66 +94,39 @@ def run(args: argparse.Namespace) -> int:
         return anyio.run(demo, Path(tmp), args.scale)
 
 
+#: The seeded images: name, MiB before ``--scale``, the seed of their bytes, their metadata.
+IMAGES: tuple[tuple[str, float, int, dict[str, Any]], ...] = (
+    (
+        "ubuntu-22.04-golden",
+        48,
+        1,
+        {"os_distro": "ubuntu", "os_version": "22.04", "tags": ["golden", "ubuntu"]},
+    ),
+    ("centos-7.9", 16, 2, {"os_distro": "centos", "os_version": "7.9", "tags": ["golden"]}),
+    ("windows-2019-std", 32, 3, {"os_type": "windows"}),
+    ("rocky-9-locked", 24, 4, {"protected": True}),
+    ("debian-12", 4, 5, {"tags": ["debian"]}),
+    ("empty-placeholder", 0, 0, {}),
+    ("app-base", 12, 6, {"visibility": "shared", "app_version": "3.1"}),
+)
+
+
 async def _seed(emu: Emulator, scale: float) -> None:
     src, dst = emu.tenants[0], emu.tenants[1]
-
-    def size(mib: float) -> int:
-        return int(mib * scale * MiB)
-
-    await emu.seed_image(
-        "KR1",
-        src.tenant_id,
-        size=size(48),
-        fill_seed=1,
-        name="ubuntu-22.04-golden",
-        os_distro="ubuntu",
-        os_version="22.04",
-        tags=["golden", "ubuntu"],
-    )
-    await emu.seed_image(
-        "KR1",
-        src.tenant_id,
-        size=size(16),
-        fill_seed=2,
-        name="centos-7.9",
-        os_distro="centos",
-        os_version="7.9",
-        tags=["golden"],
-    )
-    await emu.seed_image(
-        "KR1",
-        src.tenant_id,
-        size=size(32),
-        fill_seed=3,
-        name="windows-2019-std",
-        os_type="windows",
-    )
-    await emu.seed_image(
-        "KR1",
-        src.tenant_id,
-        size=size(24),
-        fill_seed=4,
-        name="rocky-9-locked",
-        protected=True,
-    )
-    await emu.seed_image(
-        "KR1",
-        src.tenant_id,
-        size=size(4),
-        fill_seed=5,
-        name="debian-12",
-        tags=["debian"],
-    )
-    await emu.seed_image("KR1", src.tenant_id, data=b"", name="empty-placeholder")
-    shared_id = await emu.seed_image(
-        "KR1",
-        src.tenant_id,
-        size=size(12),
-        fill_seed=6,
-        name="app-base",
-        visibility="shared",
-        app_version="3.1",
-    )
+    ids = {}
+    for name, mib, fill_seed, fields in IMAGES:
+        if mib == 0:
+            ids[name] = await emu.seed_image("KR1", src.tenant_id, data=b"", name=name)
+            continue
+        ids[name] = await emu.seed_image(
+            "KR1",
+            src.tenant_id,
+            size=int(mib * scale * MiB),
+            fill_seed=fill_seed,
+            name=name,
+            **fields,
+        )
+    shared_id = ids["app-base"]
     # Share app-base with the second tenant through the API, as its owner would.
     creds = Credentials(
         name="src",

@@ -62,9 +62,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="the job to act on (repeatable; default: every job in the config)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
-    parser.add_argument(
-        "--log-format", choices=tuple(LogFormat), help="override [log] format"
-    )
+    parser.add_argument("--log-format", choices=tuple(LogFormat), help="override [log] format")
 
 
 def _load(args: argparse.Namespace) -> tuple[Config, list[JobConfig]]:

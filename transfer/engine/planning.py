@@ -1,5 +1,5 @@
 """Planning a run: list both sides, read the journal, and ask the pure planner what each (source,
-target) pair needs; with a shared journal, plan once for every worker (``join_and_plan``).
+target) pair needs; with a shared journal, plan once for every worker (``plan_for_run``).
 """
 
 from __future__ import annotations
@@ -213,30 +213,15 @@ async def plan_for_run(
     lease_seconds: float = 30.0,
 ) -> tuple[JobPlan, PlanTicket | None]:
     """The plan a run works: this host's own, or, on a journal several workers share, the one
-    plan of every worker (with the ticket to claim its items by)."""
-    if journal.work_queue is None:
-        return await build_plan(config, job, clouds, journal), None
-    return await join_and_plan(config, job, clouds, journal, worker, lease_seconds=lease_seconds)
+    plan of every worker, with the ticket to claim its items by.
 
-
-async def join_and_plan(
-    config: Config,
-    job: JobConfig,
-    clouds: Clouds,
-    journal: Journal,
-    worker: str,
-    *,
-    lease_seconds: float = 30.0,
-) -> tuple[JobPlan, PlanTicket]:
-    """Plan a job once for all the workers of a shared journal.
-
-    The first worker to arrive plans: it lists both sides, records an entry for each item to
-    work and publishes them.  The others wait until the plan is published, then list for
-    themselves (they need the images' details) and claim from the published plan.
+    On a shared journal the first worker to arrive plans: it lists both sides, records an
+    entry for each item to work and publishes them.  The others wait until the plan is
+    published, then list for themselves (they need the images' details) and claim from it.
     """
     queue = journal.work_queue
     if queue is None:
-        raise ValueError(f"{journal!r} is not shared by several workers: use build_plan")
+        return await build_plan(config, job, clouds, journal), None
     ticket = await queue.join_plan(job.name, worker, lease_seconds=lease_seconds)
     plan = await build_plan(config, job, clouds, journal)
     if ticket.planner:

@@ -54,7 +54,7 @@ async def run_plan(
     ``clean_spool`` removes every spool file of the job at the end, even those kept so that
     the next run can resume the images that failed.
 
-    With a ``ticket`` (a journal shared by several workers, see ``join_and_plan``) this worker
+    With a ``ticket`` (a journal shared by several workers, see ``plan_for_run``) this worker
     takes only the items it claims from the published plan, holds each under a lease that a
     background task renews, and abandons an item whose lease it lost; an item whose worker died
     is claimed again once its lease runs out.

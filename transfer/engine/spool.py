@@ -18,8 +18,8 @@ source.  What this module owns:
 - **Disk space.**  Before a byte is written, the free space of the spool directory (``statvfs``)
   must cover what the image still needs, plus what the other downloads of this process still
   need, plus a reserve kept free for the journal and the system (``Config.spool_reserve``,
-  from ``IMAGE_TRANSFER_SPOOL_RESERVE``; default 512 MiB).  Otherwise ``SpoolError`` says how much is missing and
-  nothing is written: no half-filled disk.
+  from ``IMAGE_TRANSFER_SPOOL_RESERVE``; default 512 MiB).  Otherwise ``SpoolError`` says how
+  much is missing and nothing is written: no half-filled disk.
 - **Privacy and cleanup.**  Directories are created 0700 and files 0600.  ``SpoolArea.tidy``
   (the engine calls it at the end of a run) removes every spool of the job that no failed image
   needs any more, stray files included, or all of them (``run --clean``).
