@@ -85,6 +85,17 @@ async def test_three_workers_copy_every_image_exactly_once_and_share_the_work(
     assert set().union(*copied.values()) == {(i, t.key) for i in ids for t in TARGETS}
 
 
+async def open_steps(db: PgDatabase, worker: str) -> int:
+    """How many steps ``worker`` started and never finished, by the journal."""
+    [(count,)] = await asyncio.to_thread(
+        db.execute,
+        "SELECT COUNT(*) FROM steps s JOIN runs r ON r.id = s.run_id "
+        "WHERE r.worker = %s AND s.finished_at IS NULL",
+        (worker,),
+    )
+    return int(count)
+
+
 async def test_a_killed_workers_images_are_taken_over_after_its_leases_expire(
     emu: Emulator, http: aiohttp.ClientSession, tmp_path: Path, pg_db: PgDatabase
 ) -> None:
@@ -99,6 +110,10 @@ async def test_a_killed_workers_images_are_taken_over_after_its_leases_expire(
         await asyncio.sleep(0.05)
     survivors = [await start_worker(config, f"s{n}", *lease) for n in range(2)]
     await asyncio.sleep(0.5)
+    for _ in range(200):  # killed inside a step: a kill between two images leaves nothing
+        if await open_steps(pg_db, "victim"):
+            break
+        await asyncio.sleep(0.01)
     victim.send_signal(signal.SIGKILL)
     await victim.communicate()
     emu.set_faults(bandwidth=None)
@@ -106,14 +121,7 @@ async def test_a_killed_workers_images_are_taken_over_after_its_leases_expire(
     assert [o.code for o in outcomes] == [0, 0], [o.err[-2000:] for o in outcomes]
     assert await copy_problems(emu, http, ids) == []  # no duplicate, nothing left half-made
     assert await done_states(pg_db) == {"done": 16}
-    # The victim died inside some image's steps, and a survivor finished that very image.
-    async with PgJournal(pg_db.url) as journal:
-        workers = {run.id: run.worker for run in await journal.runs("move", limit=10)}
-        taken_over = 0
-        for source_id in ids:
-            for target in TARGETS:
-                steps = await journal.steps("move", source_id, target.key)
-                by = {workers[s.run_id] for s in steps}
-                if "victim" in by and by & {"s0", "s1"}:
-                    taken_over += 1
-    assert taken_over >= 1
+    # The victim died inside some images' steps, and the survivors finished those very images
+    # (done, above): with steps of their own, or, when their own listing found the copy
+    # complete, by marking it done.
+    assert await open_steps(pg_db, "victim") >= 1
