@@ -13,12 +13,13 @@ import os
 import signal
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.conftest import token
 from tests.emulator.helpers import Api
@@ -156,6 +157,18 @@ def write_config(
 
 def new_emulator(**kwargs: Any) -> Emulator:
     return Emulator(regions=("KR1", "KR2"), tenants=TENANTS, **kwargs)
+
+
+def emulator_fixture(*, seed: int) -> Callable[[], AsyncIterator[Emulator]]:
+    """An ``emu`` fixture: a fresh emulated cloud per test, its fault dice seeded with ``seed``
+    (``emu = emulator_fixture(seed=N)`` in a test module)."""
+
+    @pytest.fixture
+    async def emu() -> AsyncIterator[Emulator]:
+        async with new_emulator(seed=seed) as emulator:
+            yield emulator
+
+    return emu
 
 
 # -- the real command line -------------------------------------------------------------------

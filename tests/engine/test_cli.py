@@ -6,11 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from tests.conftest import token
 from tests.emulator.helpers import Api
@@ -26,22 +24,18 @@ from tests.engine.helpers import (
     cli,
     copies,
     copy_problems,
+    emulator_fixture,
     environment,
     job_toml,
     journal_entries,
     journal_problems,
-    new_emulator,
     seed_many,
     share,
     write_config,
 )
 from transfer.emulator import Emulator
 
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with new_emulator(seed=3) as emulator:
-        yield emulator
+emu = emulator_fixture(seed=3)
 
 
 def plan_lines(outcome: Outcome) -> list[str]:

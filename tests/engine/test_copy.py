@@ -4,12 +4,10 @@ a flipped byte).  Every check reads the clouds, not the engine's report."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import anyio
-import pytest
 
 from tests.engine.helpers import (
     DST,
@@ -21,10 +19,10 @@ from tests.engine.helpers import (
     MiB,
     copies,
     copy_problems,
+    emulator_fixture,
     environment,
     job_toml,
     journal_problems,
-    new_emulator,
     received,
     seed_many,
     share,
@@ -45,10 +43,7 @@ from transfer.planner import Code
 FAST = HttpSettings(attempts=6, backoff_base=0.01, backoff_cap=0.1, retry_total=20.0)
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with new_emulator(seed=7) as emulator:
-        yield emulator
+emu = emulator_fixture(seed=7)
 
 
 async def run_job(config_path: Path) -> tuple[RunSummary, list[Code]]:

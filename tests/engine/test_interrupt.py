@@ -8,11 +8,9 @@ import asyncio
 import random
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from tests.engine.helpers import (
     JOB,
@@ -20,12 +18,12 @@ from tests.engine.helpers import (
     MiB,
     copies,
     copy_problems,
+    emulator_fixture,
     environment,
     job_toml,
     journal_entries,
     journal_problems,
     kill,
-    new_emulator,
     received,
     seed_many,
     start_cli,
@@ -38,10 +36,7 @@ from transfer.journal.sqlite import SqliteJournal
 BANDWIDTH = 20_000_000
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with new_emulator(seed=11) as emulator:
-        yield emulator
+emu = emulator_fixture(seed=11)
 
 
 async def wait_for_upload_bytes(

@@ -18,8 +18,8 @@ from tests.engine.helpers import (
     MiB,
     copies,
     copy_problems,
+    emulator_fixture,
     journal_problems,
-    new_emulator,
     seed_many,
 )
 from tests.fanout.helpers import (
@@ -37,11 +37,7 @@ from tests.fanout.helpers import (
 from transfer.emulator import Emulator
 from transfer.journal.sqlite import SqliteJournal
 
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with new_emulator(seed=21) as emulator:
-        yield emulator
+emu = emulator_fixture(seed=21)
 
 
 @pytest.fixture

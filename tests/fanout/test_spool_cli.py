@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from tests.engine.helpers import (
     JOB,
@@ -19,10 +17,10 @@ from tests.engine.helpers import (
     cli,
     copies,
     copy_problems,
+    emulator_fixture,
     environment,
     job_toml,
     journal_problems,
-    new_emulator,
     received,
     seed_many,
     write_config,
@@ -36,10 +34,7 @@ from transfer.journal.sqlite import SqliteJournal
 RETRYABLE = 4  # exit code: some images failed, every failure transient
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with new_emulator(seed=31) as emulator:
-        yield emulator
+emu = emulator_fixture(seed=31)
 
 
 async def spool_records(config_dir: Path) -> list[SpoolRecord]:

@@ -7,7 +7,6 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -26,12 +25,12 @@ from tests.engine.helpers import (
     cli,
     copies,
     copy_problems,
+    emulator_fixture,
     environment,
     finish,
     job_toml,
     journal_problems,
     members_of,
-    new_emulator,
     received,
     seed_many,
     share,
@@ -46,11 +45,7 @@ from transfer.engine.runner import run_plan
 from transfer.journal.sqlite import SqliteJournal
 from transfer.streams import TokenBucket
 
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with new_emulator(seed=5) as emulator:
-        yield emulator
+emu = emulator_fixture(seed=5)
 
 
 async def src_api(emu: Emulator, http: aiohttp.ClientSession) -> Api:

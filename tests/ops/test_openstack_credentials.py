@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -18,8 +17,8 @@ from tests.engine.helpers import (
     MiB,
     cli,
     copy_problems,
+    emulator_fixture,
     job_toml,
-    new_emulator,
     seed_many,
 )
 from transfer.cli.images import configure, credentials_from_args
@@ -27,11 +26,7 @@ from transfer.config.loader import load_config, load_credentials
 from transfer.emulator import Emulator
 from transfer.errors import ConfigError
 
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with new_emulator(seed=11) as emulator:
-        yield emulator
+emu = emulator_fixture(seed=11)
 
 
 async def test_clouds_yaml_and_os_variables_drive_a_real_run(

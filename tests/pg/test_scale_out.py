@@ -7,20 +7,18 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from tests.engine.helpers import (
     TARGETS,
     MiB,
     copy_problems,
+    emulator_fixture,
     environment,
     finish,
     job_toml,
-    new_emulator,
     received,
     seed_many,
     start_cli,
@@ -30,11 +28,7 @@ from tests.pg.conftest import PgDatabase
 from transfer.emulator import Emulator
 from transfer.journal.postgres import PgJournal
 
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with new_emulator(seed=21) as emulator:
-        yield emulator
+emu = emulator_fixture(seed=21)
 
 
 def pg_config(tmp_path: Path, emu: Emulator, db: PgDatabase, *, transfers: int = 2) -> Path:

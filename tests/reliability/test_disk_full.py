@@ -9,7 +9,7 @@ import contextlib
 import os
 import re
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -20,10 +20,10 @@ from tests.engine.helpers import (
     MiB,
     cli,
     copy_problems,
+    emulator_fixture,
     environment,
     finish,
     job_toml,
-    new_emulator,
     seed_many,
     start_cli,
     write_config,
@@ -50,10 +50,7 @@ def small_filesystem(path: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with new_emulator(seed=31) as emulator:
-        yield emulator
+emu = emulator_fixture(seed=31)
 
 
 async def test_a_disk_that_fills_up_under_a_spool_fails_the_image_cleanly(
