@@ -17,8 +17,13 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from transfer.bandwidth import Timetable, parse_bwlimit
-from transfer.config.settings import _ENV_RE, _NAME_RE, Secret, suggestion
+from transfer.config.settings import Secret, suggestion
 from transfer.errors import ConfigError
+
+# Names end up in journal keys, marker properties and "cloud/REGION" target keys.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+REGION_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _DURATION_RE = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
 _SECRET_KEYS = frozenset({"password"})
@@ -70,7 +75,7 @@ def join(where: str, key: str | int) -> str:
         return f"{where}[{key}]"
     if not where:
         return key
-    if _NAME_RE.fullmatch(key):
+    if NAME_RE.fullmatch(key):
         return f"{where}.{key}"
     return f"{where}.{key!r}"
 
@@ -276,7 +281,7 @@ class Checks:
 
     def env_secret(self, variable: Any, where: str) -> Secret | None:
         """The value of the environment variable named ``variable``, never shown."""
-        if not isinstance(variable, str) or not _ENV_RE.fullmatch(variable):
+        if not isinstance(variable, str) or not ENV_RE.fullmatch(variable):
             self.problem(where, f"expected an environment variable name, got {got(variable)}")
             return None
         resolved = self.environ.get(variable)

@@ -15,11 +15,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from transfer.config.checks import Checks, got, is_url, join
+from transfer.config.checks import NAME_RE, REGION_RE, Checks, got, is_url, join
 from transfer.config.settings import (
-    _LOOPBACK_HOSTS,
-    _NAME_RE,
-    _REGION_RE,
     NHN_IDENTITY_URL,
     Credentials,
     Secret,
@@ -27,6 +24,8 @@ from transfer.config.settings import (
 )
 from transfer.config.sources import import_conventions
 
+#: Hosts where a plain-http identity URL draws no warning: the password never leaves the host.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 CLOUD_KEYS = (
     "identity_url",
     "tenant_id",
@@ -89,7 +88,7 @@ class CloudReader:
         result: dict[str, CloudDraft] = {}
         for name, body in value.items():
             where = join("clouds", name)
-            if not _NAME_RE.fullmatch(name) and only in (None, name):
+            if not NAME_RE.fullmatch(name) and only in (None, name):
                 checks.problem(
                     where,
                     "expected a cloud name of letters, digits, '.', '_' or "
@@ -127,7 +126,7 @@ class CloudReader:
         if insecure:
             checks.warn(join(where, "insecure"), "TLS certificate verification is disabled")
         parts = urlsplit(identity_url)
-        if password_keys and parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
+        if password_keys and parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
             checks.warn(join(where, "identity_url"), "plain http: the password travels unencrypted")
         if not ok:
             return draft
@@ -219,7 +218,7 @@ class CloudReader:
         result: dict[str, str] = {}
         for region, url in value.items():
             name = join(where, region)
-            if not _REGION_RE.fullmatch(region):
+            if not REGION_RE.fullmatch(region):
                 self.checks.problem(name, f"expected a region name like KR1, got {got(region)}")
                 continue
             if not isinstance(url, str) or not is_url(url):

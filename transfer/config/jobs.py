@@ -4,15 +4,14 @@ they could be read), its limits and modes, ``[jobs.select]`` (which images) and 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from transfer.config.checks import Checks, got, join
+from transfer.config.checks import NAME_RE, REGION_RE, Checks, got, join
 from transfer.config.clouds import CloudDraft, no_such_cloud
 from transfer.config.settings import (
-    _NAME_RE,
-    _REGION_RE,
     OS_TYPES,
     VISIBILITIES,
     CopyConfig,
@@ -25,52 +24,11 @@ from transfer.config.settings import (
 )
 from transfer.models import IMAGE_STATUSES, MEMBER_STATUS_FILTERS
 
-JOB_KEYS = (
-    "name",
-    "source",
-    "targets",
-    "transfers",
-    "checkers",
-    "retries",
-    "verify",
-    "on_mismatch",
-    "spool",
-    "spool_dir",
-    "bwlimit",
-    "max_duration",
-    "request_rate",
-    "prune",
-    "max_delete",
-    "select",
-    "copy",
-)
+# The keys of each table are the fields of its settings class, in their order.
+JOB_KEYS = tuple(f.name for f in dataclasses.fields(JobConfig))
 ENDPOINT_KEYS = ("cloud", "region")
-SELECT_KEYS = (
-    "visibility",
-    "owner",
-    "status",
-    "size_min",
-    "size_max",
-    "nhncloud_product",
-    "member_status",
-    "tags",
-    "names",
-    "exclude_names",
-    "ids",
-    "exclude_ids",
-)
-COPY_KEYS = (
-    "properties",
-    "exclude_properties",
-    "tags",
-    "protected",
-    "visibility",
-    "members",
-    "accept",
-    "default_os_type",
-    "share_with",
-    "member_map",
-)
+SELECT_KEYS = tuple(f.name for f in dataclasses.fields(SelectConfig))
+COPY_KEYS = tuple(f.name for f in dataclasses.fields(CopyConfig))
 
 
 class JobReader:
@@ -161,7 +119,7 @@ class JobReader:
         name = self.checks.string(body, "name", where)
         if name is None and "name" not in body:
             self.checks.problem(join(where, "name"), "expected a job name, got none")
-        elif name is not None and not _NAME_RE.fullmatch(name):
+        elif name is not None and not NAME_RE.fullmatch(name):
             self.checks.problem(
                 join(where, "name"),
                 "expected letters, digits, '.', '_' or '-' (at "
@@ -207,7 +165,7 @@ class JobReader:
         if cloud not in clouds:
             checks.problem(join(where, "cloud"), no_such_cloud(cloud, clouds))
             ok = False
-        if not _REGION_RE.fullmatch(region):
+        if not REGION_RE.fullmatch(region):
             checks.problem(
                 join(where, "region"), f"expected a region name like KR1, got {got(region)}"
             )

@@ -8,7 +8,6 @@ from __future__ import annotations
 import difflib
 import enum
 import fnmatch
-import re
 from collections.abc import (
     Collection,
     Mapping,
@@ -129,11 +128,7 @@ OS_TYPES = ("linux", "windows")
 VISIBILITIES = ("public", "private", "shared", "community")
 
 # Names end up in journal keys, marker properties and "cloud/REGION" target keys.
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_REGION_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
-_ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _GLOB_CHARS = frozenset("*?[")
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 @dataclass(frozen=True, kw_only=True)
