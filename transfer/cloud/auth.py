@@ -1,7 +1,6 @@
-"""Authentication: Keystone v2.0 tokens per tenant, the service catalog, and ``CloudSession``.
+"""Authentication: Keystone v2.0 tokens per tenant, and the service catalog that comes with them.
 
-A ``CloudSession`` is one tenant's way into the cloud: it owns one HTTP transport (one aiohttp
-session and pool), one token, and an ``ImageClient`` per region.  Two modes:
+Each tenant's ``CloudSession`` (``transfer.cloud.sessions``) holds one of two token sources:
 
 - password: ``POST {identity_url}/tokens``; the token is re-issued ahead of its expiry (margin:
   the smaller of 300 s and a tenth of its lifetime) and after a 401 from the Image API; callers

@@ -1,14 +1,23 @@
-"""The engine: runs one job: lists, plans, then copies with two bounded worker pools.
+"""The engine: runs one job.  It plans, then copies with two bounded worker pools.
 
-A run opens one authenticated session per cloud the job names, lists the selected source images
-and every target's images, asks the pure planner what each (source, target) pair needs, and hands
-the pairs to workers: ``transfers`` workers for pairs that move bytes, ``checkers`` workers for
-pairs that only need metadata.  One pair's failure never stops the others.  A stop request
-(SIGINT/SIGTERM, see ``cli``) lets running pairs finish and starts no new one; the journal stays
-true either way because every step is journaled before the next begins.
+- ``planning``: list the selected source images and every target's images, read the journal,
+  and ask the pure planner (``transfer.planner``) what each (source, target) pair needs; on a
+  shared journal, plan once for every worker.
+- ``runner``: run a plan: record the run, mark pairs found in sync as done, hand the rest to a
+  scheduler, tidy the spool, record how the run ended; under the job's deadline and bandwidth
+  timetable (``run_job``).
+- ``schedule``: who works which pair and when: ``transfers`` workers for pairs that move bytes
+  (grouped by source image, so one read feeds every target), ``checkers`` workers for pairs that
+  only need metadata; on a shared journal, workers claim pairs under leases instead.
+- ``pipeline`` and ``steps``: one pair's steps, each journaled before the next, under the job's
+  per-image retry budget.
+- ``feeds`` and ``spool``: where an upload's bytes come from: the source, a download shared by
+  several targets, or a verified spool file on local disk.
+- ``results``: what a run produces (results, summary, progress, differences) as enums.
+- ``verification`` and ``prune``: the deep comparison of ``verify``, and the deletion of targets
+  whose source is gone.
 
-The pairs that move bytes are grouped by source image: one group takes one ``transfers`` slot
-and runs its pairs at once, reading the source once for all of them (fan-out) or from a spool
-file, as ``transfer.engine.feeds`` decides.  Spool files no failed image needs any more are removed
-at the end of the run (all of them with ``clean_spool``).
+One pair's failure never stops the others.  A stop request (SIGINT/SIGTERM, or the deadline)
+lets running pairs finish and starts no new one; the journal stays true either way, because
+every step is journaled before the next begins.
 """

@@ -42,9 +42,6 @@ class EntryState(StrEnum):
 STEPS = tuple(Step)
 STATES = tuple(EntryState)
 
-#: Entry states ``claim`` hands out: not finished in the current plan.
-OPEN_STATES = (EntryState.PENDING, EntryState.RUNNING)
-
 #: One work item: (source image id, target key).
 ItemKey: TypeAlias = tuple[str, str]
 
