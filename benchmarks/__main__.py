@@ -19,6 +19,7 @@ from typing import Any
 from benchmarks import fanout, large_image, memory, planning, small_images
 from benchmarks.harness import RESULTS_DIR, BenchError, machine, write_result
 from transfer.cli.logs import configure_logging
+from transfer.config.settings import LogFormat, LogLevel
 
 SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
     large_image.SCENARIO: large_image.run,
@@ -89,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--repeat must be at least 1")
     mode = "quick" if args.quick else "full"
     names = args.only or list(SCENARIOS)
-    configure_logging("warning", "console")
+    configure_logging(LogLevel.WARNING, LogFormat.CONSOLE)
 
     if args.table:
         results = load_results(args.results, mode, names)

@@ -13,7 +13,7 @@ import pytest
 from tests.engine.helpers import SRC, TENANTS, MiB, seed_many
 from transfer.cloud.client import ImageClient
 from transfer.cloud.sessions import CloudSession
-from transfer.config.settings import Credentials, Secret
+from transfer.config.settings import Credentials, Secret, SpoolMode
 from transfer.emulator import Emulator
 from transfer.engine.feeds import (
     AUTO_FANOUT_MIN_SIZE,
@@ -280,14 +280,19 @@ def test_what_auto_decides() -> None:
     large = Image.from_api({"id": "s", "status": "active", "size": AUTO_FANOUT_MIN_SIZE})
     two_regions = ["KR2", "JP1"]
 
-    assert spool_reason("off", large, target_regions=two_regions) is None
-    assert spool_reason("always", small, target_regions=["KR2"]) == "spool = always"
-    assert spool_reason("auto", small, target_regions=two_regions) is None
-    assert spool_reason("auto", large, target_regions=["KR2", "KR2"]) is None
-    assert spool_reason("auto", large, target_regions=two_regions) is not None
-    assert spool_reason("auto", small, target_regions=["KR2"], spooled_before=True) is not None
-    assert spool_reason("auto", small, target_regions=["KR2"], entries=[entry("done", 3)]) is None
+    assert spool_reason(SpoolMode.OFF, large, target_regions=two_regions) is None
+    assert spool_reason(SpoolMode.ALWAYS, small, target_regions=["KR2"]) == "spool = always"
+    assert spool_reason(SpoolMode.AUTO, small, target_regions=two_regions) is None
+    assert spool_reason(SpoolMode.AUTO, large, target_regions=["KR2", "KR2"]) is None
+    assert spool_reason(SpoolMode.AUTO, large, target_regions=two_regions) is not None
+    assert (
+        spool_reason(SpoolMode.AUTO, small, target_regions=["KR2"], spooled_before=True) is not None
+    )
+    assert (
+        spool_reason(SpoolMode.AUTO, small, target_regions=["KR2"], entries=[entry("done", 3)])
+        is None
+    )
     tried = [entry("done", 1), entry("failed", 1)]
-    assert spool_reason("auto", small, target_regions=["KR2"], entries=tried) is not None
+    assert spool_reason(SpoolMode.AUTO, small, target_regions=["KR2"], entries=tried) is not None
     never_tried = [entry("pending", 0)]
-    assert spool_reason("auto", small, target_regions=["KR2"], entries=never_tried) is None
+    assert spool_reason(SpoolMode.AUTO, small, target_regions=["KR2"], entries=never_tried) is None

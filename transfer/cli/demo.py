@@ -22,7 +22,7 @@ from transfer.cli.logs import configure_logging
 from transfer.cli.report import format_differences, format_plan_summary, format_summary
 from transfer.cloud.sessions import CloudSession, open_clouds
 from transfer.config.loader import load_config
-from transfer.config.settings import Credentials, Secret
+from transfer.config.settings import Credentials, LogFormat, LogLevel, Secret
 from transfer.emulator import Emulator
 from transfer.engine.planning import build_plan
 from transfer.engine.results import Progress
@@ -141,7 +141,7 @@ async def _seed(emu: Emulator, scale: float) -> None:
 
 
 async def demo(workdir: Path, scale: float) -> int:
-    configure_logging("warning", "console")
+    configure_logging(LogLevel.WARNING, LogFormat.CONSOLE)
     async with Emulator(regions=("KR1", "KR2")) as emu:
         src, dst = emu.tenants[0], emu.tenants[1]
         print(

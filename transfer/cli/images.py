@@ -28,7 +28,7 @@ from transfer.cli.main import ExitCode
 from transfer.cloud.client import IMAGE_FILTERS, ImageClient
 from transfer.cloud.sessions import CloudSession
 from transfer.config.loader import load_credentials
-from transfer.config.settings import NHN_IDENTITY_URL, Credentials, Secret
+from transfer.config.settings import NHN_IDENTITY_URL, Credentials, LogLevel, Secret
 from transfer.config.sources import openstack_environment
 from transfer.errors import ConfigError, IntegrityError, TransferError, TransportError
 from transfer.models import (
@@ -392,7 +392,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_with(args: argparse.Namespace, credentials: Credentials, region: str) -> int:
     """Run the parsed subcommand with credentials from anywhere (flags, a config file)."""
-    configure_logging("debug" if getattr(args, "verbose", False) else "warning")
+    configure_logging(LogLevel.DEBUG if getattr(args, "verbose", False) else LogLevel.WARNING)
     if not credentials.verify_tls:
         _err(
             "warning: TLS certificates are not verified (--insecure): anyone on the path "

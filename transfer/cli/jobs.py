@@ -32,7 +32,7 @@ from transfer.cli.report import (
 )
 from transfer.cloud.sessions import Clouds, open_clouds
 from transfer.config.loader import load_config, parse_duration
-from transfer.config.settings import Config, HttpSettings, JobConfig, LogFormat
+from transfer.config.settings import Config, HttpSettings, JobConfig, LogFormat, LogLevel
 from transfer.engine.planning import build_plan, plan_for_run
 from transfer.engine.prune import PruneResult, prune
 from transfer.engine.results import Progress
@@ -70,7 +70,8 @@ def _load(args: argparse.Namespace) -> tuple[Config, list[JobConfig]]:
     for warning in config.warnings:
         print(f"image-transfer: warning: {warning}", file=sys.stderr)
     configure_logging(
-        "debug" if args.verbose else config.log.level, args.log_format or config.log.format
+        LogLevel.DEBUG if args.verbose else config.log.level,
+        LogFormat(args.log_format) if args.log_format else config.log.format,
     )
     names = args.job or list(config.jobs)
     unknown = [n for n in names if n not in config.jobs]

@@ -13,21 +13,27 @@ from typing import TextIO
 
 import structlog
 
+from transfer.config.settings import LogFormat, LogLevel
+
 LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
+    LogLevel.DEBUG: logging.DEBUG,
+    LogLevel.INFO: logging.INFO,
+    LogLevel.WARNING: logging.WARNING,
+    LogLevel.ERROR: logging.ERROR,
 }
 
 
-def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+def configure_logging(
+    level: LogLevel = LogLevel.INFO,
+    fmt: LogFormat = LogFormat.AUTO,
+    stream: TextIO | None = None,
+) -> None:
     out = stream or sys.stderr
-    if fmt == "auto":
-        fmt = "console" if out.isatty() else "json"
+    if fmt is LogFormat.AUTO:
+        fmt = LogFormat.CONSOLE if out.isatty() else LogFormat.JSON
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
-        if fmt == "json"
+        if fmt is LogFormat.JSON
         else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
     structlog.configure(
@@ -37,7 +43,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level, logging.INFO)),
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )

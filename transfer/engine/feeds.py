@@ -33,6 +33,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from transfer.cloud.client import Download, ImageClient
+from transfer.config.settings import SpoolMode, VerifyMode
 from transfer.engine.spool import SpoolArea, SpoolFile
 from transfer.errors import IntegrityError, ProtocolError, SpoolError, TransportError
 from transfer.journal.records import EntryState, JournalEntry
@@ -78,9 +79,9 @@ class Feed(Protocol):
         ...
 
 
-def in_flight_algorithms(verify: str, source: Image) -> tuple[str, ...]:
+def in_flight_algorithms(verify: VerifyMode, source: Image) -> tuple[str, ...]:
     """Hash in flight only what no server proves (unless the job asks for full checks)."""
-    if verify == "full":
+    if verify is VerifyMode.FULL:
         return ("md5", "sha512")
     if not source.checksum:
         return ("md5",)
@@ -290,7 +291,7 @@ class SharedFeed:
 
 
 def spool_reason(
-    mode: str,
+    mode: SpoolMode,
     source: Image,
     *,
     target_regions: Collection[str],
@@ -314,9 +315,9 @@ def spool_reason(
     further attempt reads the file.  ``auto`` never fails an image for lack of disk space: it
     streams instead.
     """
-    if mode == "always":
+    if mode is SpoolMode.ALWAYS:
         return "spool = always"
-    if mode != "auto":
+    if mode is not SpoolMode.AUTO:
         return None
     if spooled_before:
         return "a spool of this image is on this host already"
@@ -333,13 +334,13 @@ class FeedChooser:
     def __init__(
         self,
         *,
-        mode: str,
-        verify: str,
+        mode: SpoolMode,
+        verify: VerifyMode,
         client: ImageClient,
         area: SpoolArea | None,
         entries: Mapping[tuple[str, str], JournalEntry],
     ) -> None:
-        self.mode = mode if area is not None else "off"
+        self.mode = mode if area is not None else SpoolMode.OFF
         self.verify = verify
         self.client = client
         self.area = area
@@ -359,7 +360,7 @@ class FeedChooser:
                 shared = SharedFeed(self.client, source, algorithms, targets, fallback=retries)
                 return await stack.enter_async_context(shared)
 
-            if self.mode == "off" or self.area is None:
+            if self.mode is SpoolMode.OFF or self.area is None:
                 yield await streamed(direct)
                 return
             records = await self.area.records()
@@ -371,7 +372,7 @@ class FeedChooser:
                 spooled_before=source.id in records,
             )
             spool = self.area.file(source, self.client, algorithms)
-            if self.mode == "always":
+            if self.mode is SpoolMode.ALWAYS:
                 yield SpoolFeed(spool)
             elif reason is not None:
                 log.info("spooling", image=source.id, reason=reason)

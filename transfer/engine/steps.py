@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from transfer.cloud.client import ImageClient
-from transfer.config.settings import JobConfig
+from transfer.config.settings import JobConfig, MismatchAction
 from transfer.engine.feeds import Feed
 from transfer.engine.planning import Target
 from transfer.engine.results import ItemResult
@@ -149,7 +149,7 @@ class Steps:
     async def discard(self, st: ItemState, image: Image, reason: str) -> None:
         """Remove (or quarantine) a target that cannot become a good copy, then restart."""
         client = st.target.client
-        if self.job.on_mismatch == "quarantine" and image.status == "active":
+        if self.job.on_mismatch is MismatchAction.QUARANTINE and image.status == "active":
             ops: list[PatchOp] = [
                 {"op": "add", "path": "/name", "value": f"{image.name or image.id} (quarantined)"}
             ]
