@@ -22,7 +22,7 @@ from transfer.config.settings import (
     Secret,
     suggestion,
 )
-from transfer.config.sources import import_conventions
+from transfer.config.sources import PASSWORD_KEYS, TOKEN_KEYS, import_conventions
 
 #: Hosts where a plain-http identity URL draws no warning: the password never leaves the host.
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -42,8 +42,6 @@ CLOUD_KEYS = (
     "os_cloud",
     "from_env",
 )
-_PASSWORD_KEYS = ("password", "password_env", "password_file")
-_TOKEN_KEYS = ("token_env", "token_file")
 
 
 @dataclass(kw_only=True)
@@ -119,8 +117,8 @@ class CloudReader:
         endpoints = self.endpoints(body.get("endpoints"), join(where, "endpoints"))
         insecure = checks.boolean(body, "insecure", where, False)
         ca_bundle = self.ca_bundle(body, where)
-        password_keys = [k for k in _PASSWORD_KEYS if k in body]
-        token_keys = [k for k in _TOKEN_KEYS if k in body]
+        password_keys = [k for k in PASSWORD_KEYS if k in body]
+        token_keys = [k for k in TOKEN_KEYS if k in body]
         draft = CloudDraft(tenant_id=tenant_id, endpoints=endpoints, uses_token=bool(token_keys))
         ok = self.one_mode(body, where, password_keys, token_keys, has_endpoints=bool(endpoints))
         if insecure:

@@ -20,7 +20,9 @@ CLOUDS_YAML_PLACES = (
     "OS_CLIENT_CONFIG_FILE, ./clouds.yaml, ~/.config/openstack/clouds.yaml, "
     "/etc/openstack/clouds.yaml"
 )
-_SECRET_KEYS = ("password", "password_env", "password_file", "token_env", "token_file")
+#: The keys of a cloud table that give its secret: a password, or a pre-issued token.
+PASSWORD_KEYS = ("password", "password_env", "password_file")
+TOKEN_KEYS = ("token_env", "token_file")
 
 
 def _first_set(
@@ -137,7 +139,7 @@ def import_conventions(checks: Checks, body: dict[str, Any], where: str) -> dict
         if not imported:
             checks.problem(join(where, "from_env"), "no OS_* variables are set")
     merged = {k: v for k, v in body.items() if k not in ("os_cloud", "from_env")}
-    has_secret = any(k in merged for k in _SECRET_KEYS)
+    has_secret = any(k in merged for k in (*PASSWORD_KEYS, *TOKEN_KEYS))
     for key, value in imported.items():
         if key in ("password", "token") and has_secret:
             continue
