@@ -87,10 +87,7 @@ class Steps:
         self.source_region = source_region
         self.bucket = bucket
         self.on_bytes = on_bytes
-
-    def of(self, step: Step) -> Callable[[ItemState], Awaitable[StepResult]]:
-        """The function of ``step``."""
-        return {
+        self._by_step: dict[Step, Callable[[ItemState], Awaitable[StepResult]]] = {
             Step.CREATE: self.create,
             Step.UPLOAD: self.upload,
             Step.VERIFY: self.verify,
@@ -99,7 +96,11 @@ class Steps:
             Step.SHARE: self.share,
             Step.ACCEPT: self.accept,
             Step.PROTECT: self.protect,
-        }[step]
+        }
+
+    def of(self, step: Step) -> Callable[[ItemState], Awaitable[StepResult]]:
+        """The function of ``step``."""
+        return self._by_step[step]
 
     # -- create ----------------------------------------------------------------------------
 
