@@ -94,7 +94,7 @@ async def test_a_killed_workers_images_are_taken_over_after_its_leases_expire(
     emu: Emulator, http: aiohttp.ClientSession, tmp_path: Path, pg_db: PgDatabase
 ) -> None:
     ids = await seed_many(emu, [2 * MiB] * 8)
-    emu.set_faults(bandwidth=4 * MiB)
+    emu.set_faults(bandwidth=2 * MiB)  # slow enough that the victim is still busy when killed
     config = pg_config(tmp_path, emu, pg_db)
     lease = ("--lease-seconds", "3")
     victim = await start_worker(config, "victim", *lease)
@@ -104,7 +104,7 @@ async def test_a_killed_workers_images_are_taken_over_after_its_leases_expire(
         await asyncio.sleep(0.05)
     survivors = [await start_worker(config, f"s{n}", *lease) for n in range(2)]
     await asyncio.sleep(0.5)
-    for _ in range(200):  # killed inside a step: a kill between two images leaves nothing
+    for _ in range(500):  # killed inside a step: a kill between two images leaves nothing
         if await open_steps(pg_db, "victim"):
             break
         await asyncio.sleep(0.01)
