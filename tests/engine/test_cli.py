@@ -203,3 +203,35 @@ async def test_plan_run_status_and_verify_tell_the_user_what_is_true(
     assert "src/KR2" in line_kr2 and "build" in line_kr2, line_kr2
     [line_dst] = [line for line in tampered.out.splitlines() if sources[3] in line]
     assert "dst/KR1" in line_dst and "n3" in line_dst, line_dst
+
+
+async def test_bad_lease_settings_are_one_clear_line_and_exit_code_2_on_a_local_journal(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    good = write_config(tmp_path, emu, job_toml(), name="good.toml")
+    text = good.read_text().replace(
+        'path = "journal.db"', 'path = "journal.db"\nlease_seconds = 3\nrenew_seconds = 2'
+    )
+    (tmp_path / "tight.toml").write_text(text)
+    cases = {
+        "zero": (good, ["--lease-seconds", "0"], r"--lease-seconds: .* got 0$"),
+        "negative": (good, ["--lease-seconds=-3"], r"--lease-seconds: .* got -3$"),
+        "nan": (good, ["--lease-seconds", "nan"], r"--lease-seconds: .* got nan$"),
+        "words": (good, ["--lease-seconds", "soon"], r"--lease-seconds: .* got 'soon'$"),
+        "takeovers": (good, ["--max-takeovers", "-1"], r"--max-takeovers: expected 0 or more"),
+        "relation": (
+            tmp_path / "tight.toml",
+            [],
+            r"journal\.lease_seconds: expected more than journal\.renew_seconds \(2\) plus "
+            r"journal\.call_seconds \(1\), got 3",
+        ),
+    }
+    for case, (config, extra, pattern) in cases.items():
+        outcome = await cli("run", "-c", str(config), "--no-progress", *extra, env=environment())
+        assert outcome.code == 2, (case, outcome)
+        lines = outcome.err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in outcome.err, (case, outcome.err)
+        assert lines[0].startswith("image-transfer: config error: "), (case, lines[0])
+        assert re.search(pattern, lines[0]), (case, lines[0])
+    assert emu.counters("KR1")["requests"].get("create", 0) == 0
+    assert emu.counters("KR2")["requests"].get("create", 0) == 0

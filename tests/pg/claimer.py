@@ -24,11 +24,14 @@ async def main(url: str, job: str, worker: str, hold: float) -> None:
         while items := await queue.claim(
             job, worker, limit=2, lease_seconds=30, plan_id=ticket.plan_id
         ):
-            for source_id, target_key in items:
+            for claim in items:
+                source_id, target_key = claim.key
                 await anyio.sleep(hold)
-                await journal.update_entry(job, source_id, target_key, state="done")
+                await journal.update_entry(
+                    job, source_id, target_key, fence=claim.epoch, state="done"
+                )
                 print(json.dumps({"claimed": [source_id, target_key]}), flush=True)
-            await queue.release(job, worker, items)
+            await queue.release(job, worker, {c.key: c.epoch for c in items})
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@ job and target they write to, and an entry as planning records it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from transfer.journal import Journal
-from transfer.journal.records import JournalEntry
+from transfer.journal.records import Claim, ItemKey, JournalEntry
 
 JOB = "job1"
 KEY = "dst/KR2"
@@ -21,3 +23,13 @@ async def add_entry(journal: Journal, source_id: str, target_id: str | None = "t
         target_id=target_id,
         generation=0,
     )
+
+
+def keys(claims: Sequence[Claim]) -> list[ItemKey]:
+    """The items of some claims, in their order."""
+    return [claim.key for claim in claims]
+
+
+def epochs(claims: Sequence[Claim]) -> dict[ItemKey, int]:
+    """Some claims as ``renew`` and ``release`` take them: item -> its claim's epoch."""
+    return {claim.key: claim.epoch for claim in claims}

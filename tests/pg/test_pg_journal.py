@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from tests.pg.conftest import PASSWORD_ROLE, PgDatabase, PgServer
+from tests.pg.helpers import epochs, keys
 from transfer.config.loader import load_config
 from transfer.config.settings import JournalConfig, Secret
 from transfer.errors import JournalError
@@ -54,12 +55,12 @@ async def test_three_connections_claim_each_item_exactly_once(pg_db: PgDatabase)
         async def worker(name: str) -> None:
             async with PgJournal(pg_db.url) as journal:
                 queue = journal.work_queue
-                while items := await queue.claim(JOB, name, limit=3, lease_seconds=30):
-                    for item in items:
+                while claims := await queue.claim(JOB, name, limit=3, lease_seconds=30):
+                    for item in keys(claims):
                         assert item not in claimed, f"{item} claimed twice"
                         claimed[item] = name
                         await journal.update_entry(JOB, *item, state="done")
-                    await queue.release(JOB, name, items)
+                    await queue.release(JOB, name, epochs(claims))
 
         async with anyio.create_task_group() as tg:
             for name in ("w1", "w2", "w3"):
@@ -171,13 +172,13 @@ async def test_a_dropped_connection_is_reopened_and_nothing_is_lost(pg_db: PgDat
         pg_db.execute("SELECT pg_terminate_backend(%s)", (after,))
         assert len(await journal.steps(JOB, "s1", KEY)) == 1  # a read reconnects too
         # Leases are rows: the drop did not lose them.
-        assert await queue.renew(JOB, "w", held, 30) == set(held)
+        assert await queue.renew(JOB, "w", epochs(held), 30) == set(keys(held))
         assert pg_db.execute("SELECT COUNT(*) FROM steps") == [(1,)]
         assert (await journal.entries(JOB))[("s1", KEY)].state == "running"
 
 
 async def test_an_unreachable_database_is_a_clear_error_then_recovers(pg_db: PgDatabase) -> None:
-    async with PgJournal(pg_db.url, password=Secret("hunter2")) as journal:
+    async with PgJournal(pg_db.url, password=Secret("hunter2"), reconnect=0.5) as journal:
         await add_entries(journal, ["s1"])
         with pg_db.server.admin() as admin:
             admin.execute(f'ALTER DATABASE "{pg_db.name}" ALLOW_CONNECTIONS false'.encode())

@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 
 import aiohttp
+import psycopg
 
 from tests.engine.helpers import (
     TARGETS,
@@ -79,14 +80,18 @@ async def test_three_workers_copy_every_image_exactly_once_and_share_the_work(
     assert set().union(*copied.values()) == {(i, t.key) for i in ids for t in TARGETS}
 
 
-async def open_steps(db: PgDatabase, worker: str) -> int:
-    """How many steps ``worker`` started and never finished, by the journal."""
-    [(count,)] = await asyncio.to_thread(
-        db.execute,
-        "SELECT COUNT(*) FROM steps s JOIN runs r ON r.id = s.run_id "
-        "WHERE r.worker = %s AND s.finished_at IS NULL",
-        (worker,),
-    )
+async def open_steps(db: PgDatabase, worker: str, step: str | None = None) -> int:
+    """How many steps (of one kind, or any) ``worker`` started and never finished, by the
+    journal (0 before the first worker made the tables)."""
+    try:
+        [(count,)] = await asyncio.to_thread(
+            db.execute,
+            "SELECT COUNT(*) FROM steps s JOIN runs r ON r.id = s.run_id "
+            "WHERE r.worker = %s AND s.finished_at IS NULL AND (%s::text IS NULL OR s.step = %s)",
+            (worker, step, step),
+        )
+    except psycopg.errors.UndefinedTable:
+        return 0
     return int(count)
 
 
@@ -119,3 +124,44 @@ async def test_a_killed_workers_images_are_taken_over_after_its_leases_expire(
     # (done, above): with steps of their own, or, when their own listing found the copy
     # complete, by marking it done.
     assert await open_steps(pg_db, "victim") >= 1
+
+
+async def test_a_worker_killed_inside_uploads_leaves_no_duplicate_and_no_queued_target(
+    emu: Emulator, http: aiohttp.ClientSession, tmp_path: Path, pg_db: PgDatabase
+) -> None:
+    # The takeover's case: the victim created its targets and was sending their bytes.  The
+    # survivors must upload into those very targets (the journal's ids), not make new ones.
+    ids = await seed_many(emu, [3 * MiB // 2 + i * 4096 for i in range(10)])
+    emu.set_faults(bandwidth=MiB)
+    config = pg_config(tmp_path, emu, pg_db)
+    lease = ("--lease-seconds", "3")
+    # All three start together, so each lists the clouds before the targets exist.
+    victim = await start_worker(config, "victim", *lease)
+    survivors = [await start_worker(config, f"s{n}", *lease) for n in range(2)]
+    for _ in range(1000):
+        if await open_steps(pg_db, "victim", "upload") >= 2:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the victim never got inside an upload")
+    victim.send_signal(signal.SIGKILL)
+    await victim.communicate()
+    emu.set_faults(bandwidth=4 * MiB)
+    outcomes = [await finish(s, within=180) for s in survivors]
+    assert [o.code for o in outcomes] == [0, 0], [o.err[-2000:] for o in outcomes]
+    assert await copy_problems(emu, http, ids) == []
+    assert await done_states(pg_db) == {"done": 20}
+
+
+async def test_bad_lease_settings_are_a_usage_error_on_a_shared_journal_too(
+    emu: Emulator, tmp_path: Path, pg_db: PgDatabase
+) -> None:
+    config = pg_config(tmp_path, emu, pg_db)
+    for value in ("0", "-3", "nan"):
+        proc = await start_worker(config, "w", f"--lease-seconds={value}")
+        outcome = await finish(proc)
+        assert outcome.code == 2, outcome
+        assert outcome.err.strip() == (
+            "image-transfer: config error: --lease-seconds: expected a positive number of "
+            f"seconds, got {value}"
+        )

@@ -10,7 +10,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from tests.pg.helpers import JOB, KEY, add_entry
+from tests.pg.helpers import JOB, KEY, add_entry, epochs, keys
 from transfer.errors import LeaseLost
 from transfer.journal.postgres import PgJournal
 from transfer.journal.records import ItemKey
@@ -78,12 +78,12 @@ async def test_claims_hand_out_each_item_once_in_plan_order(pg_journal: Factory)
         queue = journal.work_queue
         sources = [f"s{i:02}" for i in range(12)][::-1]  # the planner's order, not sorted
         plan_id = await publish(journal, "a", sources)
-        first = await queue.claim(JOB, "a", limit=3, lease_seconds=30, plan_id=plan_id)
+        first = keys(await queue.claim(JOB, "a", limit=3, lease_seconds=30, plan_id=plan_id))
         assert first == [(s, KEY) for s in sources[:3]]
         claimed: dict[ItemKey, str] = dict.fromkeys(first, "a")
 
         async def worker(name: str) -> None:
-            while items := await queue.claim(JOB, name, limit=2, lease_seconds=30):
+            while items := keys(await queue.claim(JOB, name, limit=2, lease_seconds=30)):
                 for item in items:
                     assert item not in claimed
                     claimed[item] = name
@@ -108,7 +108,7 @@ async def test_release_returns_unfinished_items_only(pg_journal: Factory) -> Non
     async with pg_journal() as journal:
         queue = journal.work_queue
         plan_id = await publish(journal, "a", ["s1", "s2", "s3"])
-        items = await queue.claim(JOB, "a", limit=3, lease_seconds=30, plan_id=plan_id)
+        items = epochs(await queue.claim(JOB, "a", limit=3, lease_seconds=30, plan_id=plan_id))
         await journal.update_entry(JOB, "s1", KEY, state="done")
         await journal.update_entry(JOB, "s2", KEY, state="running", last_step="create")
         await queue.release(JOB, "b", items)  # not b's to release: nothing happens
@@ -117,7 +117,7 @@ async def test_release_returns_unfinished_items_only(pg_journal: Factory) -> Non
         entries = await journal.entries(JOB)
         assert all(e.lease_owner is None for e in entries.values())
         # s1 is done; s2 (interrupted mid-way) and s3 (never started) are claimable again.
-        again = await queue.claim(JOB, "b", limit=5, lease_seconds=30, plan_id=plan_id)
+        again = keys(await queue.claim(JOB, "b", limit=5, lease_seconds=30, plan_id=plan_id))
         assert sorted(again) == [("s2", KEY), ("s3", KEY)]
         assert (await journal.entries(JOB))[("s2", KEY)].last_step == "create"
 
@@ -126,26 +126,31 @@ async def test_an_expired_lease_is_taken_over_and_its_renewal_fails(pg_journal: 
     async with pg_journal() as journal:
         queue = journal.work_queue
         plan_id = await publish(journal, "a", ["s1", "s2", "s3"])
-        held_by_a = await queue.claim(JOB, "a", limit=2, lease_seconds=1.0, plan_id=plan_id)
+        claims_a = await queue.claim(JOB, "a", limit=2, lease_seconds=1.0, plan_id=plan_id)
+        held_by_a = keys(claims_a)
         assert held_by_a == [("s1", KEY), ("s2", KEY)]
         await journal.update_entry(JOB, "s1", KEY, state="running", last_step="upload")
         # While a's leases are live, b only gets what a does not hold.
-        assert await queue.claim(JOB, "b", limit=5, lease_seconds=30) == [("s3", KEY)]
-        assert await queue.renew(JOB, "a", [("s2", KEY)], 1.0) == {("s2", KEY)}
+        claims_b = await queue.claim(JOB, "b", limit=5, lease_seconds=30)
+        assert keys(claims_b) == [("s3", KEY)]
+        a_s2 = {("s2", KEY): epochs(claims_a)[("s2", KEY)]}
+        assert await queue.renew(JOB, "a", a_s2, 1.0) == {("s2", KEY)}
         await anyio.sleep(1.3)  # a stops renewing: it died, or hangs
         stale = (await journal.entries(JOB))[("s1", KEY)]
         assert (stale.lease_owner, stale.lease_expires, stale.state) == (None, None, "running")
         taken = await queue.claim(JOB, "b", limit=5, lease_seconds=30, plan_id=plan_id)
-        assert sorted(taken) == held_by_a
+        assert sorted(keys(taken)) == held_by_a
+        # Each claim is a new epoch, and these were takeovers.
+        assert all(t.epoch > epochs(claims_a)[t.key] and t.taken_over for t in taken)
         # a learns it lost them, and must stop; b holds them and resumes from the journal.
-        assert await queue.renew(JOB, "a", held_by_a, 30) == set()
-        assert await queue.renew(JOB, "b", [*held_by_a, ("s3", KEY)], 30) == {
+        assert await queue.renew(JOB, "a", epochs(claims_a), 30) == set()
+        assert await queue.renew(JOB, "b", epochs([*taken, *claims_b]), 30) == {
             *held_by_a,
             ("s3", KEY),
         }
         entry = (await journal.entries(JOB))[("s1", KEY)]
         assert (entry.lease_owner, entry.last_step) == ("b", "upload")
-        await queue.release(JOB, "a", held_by_a)  # a late release by a changes nothing
+        await queue.release(JOB, "a", epochs(claims_a))  # a late release by a changes nothing
         assert (await journal.entries(JOB))[("s1", KEY)].lease_owner == "b"
 
 
@@ -153,7 +158,7 @@ async def test_failed_items_wait_for_the_next_plan(pg_journal: Factory) -> None:
     async with pg_journal() as journal:
         queue = journal.work_queue
         first = await publish(journal, "a", ["s1", "s2"])
-        items = await queue.claim(JOB, "a", limit=2, lease_seconds=30, plan_id=first)
+        items = epochs(await queue.claim(JOB, "a", limit=2, lease_seconds=30, plan_id=first))
         await journal.update_entry(JOB, "s1", KEY, state="failed", last_error="ServerError 503")
         await journal.update_entry(JOB, "s2", KEY, state="done")
         await queue.release(JOB, "a", items)
@@ -213,12 +218,12 @@ async def test_an_abandoned_plan_is_replanned_but_a_worked_one_is_joined(
         for source_id in ("s1", "s2"):
             await add_entry(journal, source_id)
         await queue.publish_plan(ticket, [("s1", KEY), ("s2", KEY)])
-        await queue.claim(JOB, "a", limit=1, lease_seconds=30)
+        claimed = await queue.claim(JOB, "a", limit=1, lease_seconds=30)
         await anyio.sleep(0.7)
         # Open items, and a live lease: someone works this plan, join it.
         joined = await queue.join_plan(JOB, "b", lease_seconds=0.5)
         assert (joined.plan_id, joined.planner) == (ticket.plan_id, False)
-        await queue.release(JOB, "a", [("s1", KEY)])
+        await queue.release(JOB, "a", epochs(claimed))
         # Open items but nobody working them (every worker stopped): plan afresh, since the
         # sources may have changed since.
         fresh = await queue.join_plan(JOB, "b", lease_seconds=30)
@@ -238,3 +243,57 @@ async def test_reset_job_forgets_the_plans(pg_journal: Factory) -> None:
         await journal.reset_job(JOB)
         assert await queue.plan_status(JOB) is None
         assert await queue.claim(JOB, "w", limit=5, lease_seconds=30) == []
+
+
+async def test_a_stale_holders_writes_are_refused_once_another_claimed_the_item(
+    pg_journal: Factory,
+) -> None:
+    async with pg_journal() as journal:
+        queue = journal.work_queue
+        plan_id = await publish(journal, "a", ["s1"])
+        run_id = await journal.start_run(JOB, "a")
+        [stale] = await queue.claim(JOB, "a", limit=1, lease_seconds=0.3, plan_id=plan_id)
+        await journal.step_started(JOB, "s1", KEY, "create", run_id, fence=stale.epoch)
+        await anyio.sleep(0.5)  # a is paused past its lease
+        [fresh] = await queue.claim(JOB, "b", limit=1, lease_seconds=30, plan_id=plan_id)
+        assert fresh.epoch > stale.epoch and fresh.taken_over and fresh.takeovers == 1
+        assert (fresh.target_id, fresh.generation) == ("t", 0)  # the plan's identity, as is
+        # a wakes up: each of its writes is refused, and nothing of them is kept.
+        with pytest.raises(LeaseLost, match="taken over by another worker"):
+            await journal.update_entry(JOB, "s1", KEY, fence=stale.epoch, generation=7)
+        with pytest.raises(LeaseLost):
+            await journal.step_started(JOB, "s1", KEY, "upload", run_id, fence=stale.epoch)
+        with pytest.raises(LeaseLost):
+            await journal.step_finished(
+                JOB, "s1", KEY, "create", run_id, ok=True, fence=stale.epoch
+            )
+        entry = (await journal.entries(JOB))[("s1", KEY)]
+        assert (entry.generation, entry.last_step, entry.lease_owner) == (0, None, "b")
+        assert [s.step for s in await journal.steps(JOB, "s1", KEY)] == ["create"]
+        # b's writes, with its own token, go through.
+        await journal.update_entry(JOB, "s1", KEY, fence=fresh.epoch, state="done")
+        assert (await journal.entries(JOB))[("s1", KEY)].state == "done"
+
+
+async def test_an_item_whose_leases_keep_running_out_is_failed_not_handed_out_forever(
+    pg_journal: Factory,
+) -> None:
+    async with pg_journal() as journal:
+        queue = journal.work_queue
+        plan_id = await publish(journal, "a", ["s1", "s2"])
+        # s2 is released each time (its worker stopped cleanly): never a takeover.
+        for worker in ("a", "b", "c"):
+            claims = await queue.claim(
+                JOB, worker, limit=2, lease_seconds=0.2, plan_id=plan_id, max_takeovers=1
+            )
+            s2 = {k: e for k, e in epochs(claims).items() if k[0] == "s2"}
+            await queue.release(JOB, worker, s2)
+            await anyio.sleep(0.3)  # the worker holding s1 dies
+        # s1: claimed by a, taken over once by b (the limit), then failed instead of given to c.
+        assert keys(claims) == [("s2", KEY)]
+        assert not claims[0].taken_over and claims[0].takeovers == 0
+        entry = (await journal.entries(JOB))[("s1", KEY)]
+        assert entry.state == "failed" and entry.lease_owner is None
+        assert entry.last_error is not None and "taken over more than 1 times" in entry.last_error
+        status = await queue.plan_status(JOB, plan_id)
+        assert status is not None and (status.open, status.failed) == (1, 1)

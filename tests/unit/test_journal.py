@@ -137,3 +137,20 @@ async def test_status_queries_stay_fast_with_100k_steps(tmp_path: Path) -> None:
         elapsed = time.perf_counter() - started
     assert counts == {"done": 13_500, "failed": 1_500}
     assert elapsed < 2.0  # about 0.05 s here; a full scan per call would be far slower
+
+
+async def test_a_local_journal_refuses_fenced_writes(tmp_path: Path) -> None:
+    async with SqliteJournal(tmp_path / "journal.db") as journal:
+        await journal.ensure_entry(
+            "job",
+            "s1",
+            "dst/KR1",
+            source_name="s",
+            source_checksum=None,
+            source_size=1,
+            target_id="t",
+            generation=0,
+        )
+        with pytest.raises(ValueError, match="hands out no leases"):
+            await journal.update_entry("job", "s1", "dst/KR1", fence=1, state="done")
+        assert (await journal.entries("job"))[("s1", "dst/KR1")].state == "pending"

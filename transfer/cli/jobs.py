@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -32,7 +33,14 @@ from transfer.cli.report import (
 )
 from transfer.cloud.sessions import Clouds, open_clouds
 from transfer.config.loader import load_config, parse_duration
-from transfer.config.settings import Config, HttpSettings, JobConfig, LogFormat, LogLevel
+from transfer.config.settings import (
+    Config,
+    HttpSettings,
+    JobConfig,
+    LeaseSettings,
+    LogFormat,
+    LogLevel,
+)
 from transfer.engine.planning import build_plan, plan_for_run
 from transfer.engine.prune import PruneResult, prune
 from transfer.engine.results import Progress
@@ -141,11 +149,16 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--lease-seconds",
-        type=float,
-        default=30.0,
         metavar="S",
         help="with a PostgreSQL journal: how long a claimed image stays this worker's without "
-        "renewal, so a dead worker's images are taken over after it (default 30)",
+        "renewal, so a dead worker's images are taken over after it (default: the journal's "
+        "lease_seconds, 30)",
+    )
+    parser.add_argument(
+        "--max-takeovers",
+        metavar="N",
+        help="with a PostgreSQL journal: fail an image whose lease ran out more than N times "
+        "(default: the journal's max_takeovers, 3)",
     )
     parser.add_argument(
         "--bwlimit",
@@ -207,9 +220,38 @@ class _Outcome:
     error: str | None = None  # the prune was refused
 
 
+def _lease_terms(config: Config, args: argparse.Namespace) -> LeaseSettings:
+    """The journal's lease settings with the command line's on top, checked together."""
+    terms = config.journal.lease
+    names = {key: f"journal.{key}" for key in ("lease_seconds", "renew_seconds", "call_seconds")}
+    names["max_takeovers"] = "journal.max_takeovers"
+    changes: dict[str, Any] = {}
+    if args.lease_seconds is not None:
+        try:
+            changes["lease_seconds"] = float(args.lease_seconds)
+        except ValueError:
+            expected = "expected a positive number of seconds"
+            raise ConfigError(f"--lease-seconds: {expected}, got {args.lease_seconds!r}") from None
+        names["lease_seconds"] = "--lease-seconds"
+    if args.max_takeovers is not None:
+        try:
+            changes["max_takeovers"] = int(args.max_takeovers)
+        except ValueError:
+            raise ConfigError(
+                f"--max-takeovers: expected an integer of at least 0, got {args.max_takeovers!r}"
+            ) from None
+        names["max_takeovers"] = "--max-takeovers"
+    terms = dataclasses.replace(terms, **changes)
+    problems = [f"{key}: {message}" for key, message in terms.problems(names)]
+    if problems:
+        raise ConfigError("; ".join(problems), problems=problems)
+    return terms
+
+
 def _run_run(args: argparse.Namespace) -> int:
     config, jobs = _load(args)
     jobs = [_job_overrides(job, args) for job in jobs]
+    terms = _lease_terms(config, args)
     outcomes: list[_Outcome] = []
 
     async def main() -> None:
@@ -232,7 +274,7 @@ def _run_run(args: argparse.Namespace) -> int:
                         with lock:
                             async with open_clouds(config, settings) as clouds:
                                 outcomes.append(
-                                    await _run_one(config, job, journal, clouds, args, stop)
+                                    await _run_one(config, job, journal, clouds, args, stop, terms)
                                 )
             finally:
                 tg.cancel_scope.cancel()
@@ -262,6 +304,8 @@ def _exit_code(outcomes: list[_Outcome], jobs: int) -> int:
         return ExitCode.INTERRUPTED
     failed = [item for r in runs for item in r.summary.failed]
     refused = any(o.error for o in outcomes)
+    if any(r.summary.failed_elsewhere for r in runs):
+        return ExitCode.PARTIAL  # the job as a whole has failed images, in other workers' hands
     if failed or refused:
         if failed and all(item.retryable for item in failed) and not refused:
             return ExitCode.RETRYABLE
@@ -282,14 +326,13 @@ async def _run_one(
     clouds: Clouds,
     args: argparse.Namespace,
     stop: anyio.Event,
+    terms: LeaseSettings,
 ) -> _Outcome:
     outcome = _Outcome()
     if args.restart:
         await journal.reset_job(job.name)
     worker = args.worker_id or default_worker_id()
-    plan, ticket = await plan_for_run(
-        config, job, clouds, journal, worker, lease_seconds=args.lease_seconds
-    )
+    plan, ticket = await plan_for_run(config, job, clouds, journal, worker, terms=terms)
     print(f"job {job.name}: {format_plan_summary(plan.items)}", file=sys.stderr)
     progress = Progress()
 
@@ -311,7 +354,7 @@ async def _run_one(
             progress=progress,
             clean_spool=args.clean,
             ticket=ticket,
-            lease_seconds=args.lease_seconds,
+            terms=terms,
             on_deadline=deadline,
         )
         tg.cancel_scope.cancel()

@@ -74,7 +74,13 @@ def format_summary(summary: RunSummary) -> str:
     if errors:  # the table cuts long notes; a failure's reason is worth reading whole
         parts.append("errors:\n" + "\n".join(errors))
     seconds = max(summary.seconds, 1e-9)
-    totals = ", ".join(f"{summary.count(o)} {o}" for o in REPORTED_OUTCOMES)
+    totals = ", ".join(
+        f"{summary.count(o)} {o}"
+        for o in REPORTED_OUTCOMES
+        if o is not Outcome.HANDED_OVER or summary.count(o)  # only workers of a shared journal
+    )
+    if summary.failed_elsewhere:
+        totals += f" ({summary.failed_elsewhere} more failed at other workers)"
     parts.append(
         f"job {summary.job}: {totals}; {human_bytes(summary.bytes)} in {summary.seconds:.1f}s "
         f"({human_rate(summary.bytes / seconds)})"

@@ -52,6 +52,7 @@ from transfer.errors import (
     TransferError,
     TransportError,
 )
+from transfer.metadata import MARKER_KEYS
 from transfer.models import Image, Member, PatchOp
 
 log = structlog.get_logger("transfer.cloud.client")
@@ -75,6 +76,9 @@ IMAGE_FILTERS: frozenset[str] = frozenset(
         "marker",
     }
 )
+#: Custom properties a listing may filter on too (Glance matches any other key against the
+#: images' properties): a takeover looks for a pair's copies by the job's markers.
+PROPERTY_FILTERS: frozenset[str] = frozenset(MARKER_KEYS)
 
 
 def _content_md5(value: str | None, where: str) -> str | None:
@@ -274,7 +278,7 @@ class ImageClient:
             raise ValueError("page_size must be between 1 and 1000")
         params: list[tuple[str, str]] = [("limit", str(page_size))]
         for key, value in filters.items():
-            if key not in IMAGE_FILTERS:
+            if key not in IMAGE_FILTERS and key not in PROPERTY_FILTERS:
                 raise TypeError(f"unknown image filter {key!r}")
             if isinstance(value, str | int) and not isinstance(value, bool):
                 params.append((key, str(value)))

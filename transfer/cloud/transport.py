@@ -29,11 +29,13 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypedDict
 
 import aiohttp
+import anyio
 import structlog
 import yarl
 from multidict import CIMultiDictProxy
@@ -71,6 +73,23 @@ class TokenSource(Protocol):
         """React to a 401 for ``failed``: re-issue it if it is still the current token, or
         raise (a pre-issued token cannot be renewed)."""
         ...
+
+
+class CallGuard(Protocol):
+    """Asked before every attempt of a request that changes something (any method but GET
+    and HEAD): a worker holding an item under a lease refuses calls its lease has no time
+    left for."""
+
+    def admit(self, method: str, url: yarl.URL, *, streamed: bool) -> float | None:
+        """Raise to refuse the attempt; else the seconds it may take (None: no limit here,
+        for a streamed body, which the caller cancels itself)."""
+        ...
+
+
+#: The guard of the calls the current task makes (a context variable: every task has its own,
+#: and one set while an item's pipeline runs covers every call made for that item).
+CALL_GUARD: ContextVar[CallGuard | None] = ContextVar("transfer_call_guard", default=None)
+_READ_METHODS = frozenset({"GET", "HEAD"})
 
 
 class Retry(enum.Enum):
@@ -300,10 +319,19 @@ class HttpTransport:
             token = await auth.token() if auth is not None else None
             if self._pace is not None:
                 await self._pace.consume(1)
+            guard = CALL_GUARD.get() if method not in _READ_METHODS else None
+            budget = guard.admit(method, url, streamed=not replayable) if guard else None
             started = time.monotonic()
+            error: TransferError
             try:
-                reply = await self._attempt(
-                    method, url, token, params, headers, body, ok, stream, mode is Retry.UNSENT
+                with anyio.fail_after(budget):
+                    reply = await self._attempt(
+                        method, url, token, params, headers, body, ok, stream, mode is Retry.UNSENT
+                    )
+            except TimeoutError:
+                error = RequestTimeout(
+                    f"{method} {url.path}: no answer within the {budget:g} s a call may take "
+                    "under a lease"
                 )
             except TransferError as exc:
                 error = exc

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Collection, Mapping
+from math import inf
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -234,7 +235,7 @@ class Checks:
             seconds = float(value)
         elif isinstance(value, str):
             seconds = parse_duration(value)
-        if seconds is None or seconds <= 0:
+        if seconds is None or not 0 < seconds < inf:
             self.problem(
                 join(where, key),
                 f'expected a duration like "6h", "90m" or a number of seconds, got {got(value)}',
@@ -246,7 +247,7 @@ class Checks:
         value = table.get(key)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < inf:
             self.problem(join(where, key), f"expected a positive number, got {got(value)}")
             return None
         return float(value)

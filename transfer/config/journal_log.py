@@ -9,9 +9,17 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from transfer.config.checks import Checks, got
-from transfer.config.settings import JournalConfig, LogConfig, LogFormat, LogLevel, Secret
+from transfer.config.settings import (
+    JournalConfig,
+    LeaseSettings,
+    LogConfig,
+    LogFormat,
+    LogLevel,
+    Secret,
+)
 
-JOURNAL_KEYS = ("path", "url", "password_env")
+LEASE_KEYS = ("lease_seconds", "renew_seconds", "call_seconds", "max_takeovers")
+JOURNAL_KEYS = ("path", "url", "password_env", *LEASE_KEYS)
 LOG_KEYS = ("level", "format")
 _PG_SCHEMES = ("postgresql", "postgres")
 
@@ -36,7 +44,27 @@ def read_journal(checks: Checks, value: Any) -> JournalConfig:
             # Resolved even when other secrets are not (``status``): reading the journal needs it.
             password = checks.env_secret(table["password_env"], "journal.password_env")
     path = checks.file_path(raw) if raw is not None else _default_path(checks.environ)
-    return JournalConfig(path=path, url=url, password=password)
+    return JournalConfig(path=path, url=url, password=password, lease=_lease(checks, table))
+
+
+def _lease(checks: Checks, table: Mapping[str, Any]) -> LeaseSettings:
+    """The lease settings of a shared journal's workers (checked on every backend, so a file
+    that is wrong for PostgreSQL is wrong everywhere)."""
+    default = LeaseSettings()
+    lease = LeaseSettings(
+        lease_seconds=checks.positive_number(table, "lease_seconds", "journal")
+        or default.lease_seconds,
+        renew_seconds=checks.positive_number(table, "renew_seconds", "journal"),
+        call_seconds=checks.positive_number(table, "call_seconds", "journal"),
+        max_takeovers=checks.integer(
+            table, "max_takeovers", "journal", low=0, high=None, default=default.max_takeovers
+        )
+        or 0,
+    )
+    if not any(checks.problems_for(f"journal.{key}") for key in LEASE_KEYS):
+        for key, message in lease.problems({key: f"journal.{key}" for key in LEASE_KEYS}):
+            checks.problem(key, message)
+    return lease
 
 
 def _default_path(environ: Mapping[str, str]) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import enum
 import fnmatch
+import math
 from collections.abc import (
     Collection,
     Mapping,
@@ -132,6 +133,64 @@ _GLOB_CHARS = frozenset("*?[")
 
 
 @dataclass(frozen=True, kw_only=True)
+class LeaseSettings:
+    """How a worker holds the items it claims from a shared journal (seconds).
+
+    ``lease_seconds``: how long a claim lasts without renewal (a dead worker's items are taken
+    over after it); ``renew_seconds``: how often the leases are renewed (default a third of
+    the lease); ``call_seconds``: the longest one call that changes a cloud may take under a
+    lease (default a third of the lease): it starts only while at least that much of the lease
+    is left, and is cut off after it; ``max_takeovers``: how many times an item's lease may
+    run out before the item is failed instead of handed out again.
+    """
+
+    lease_seconds: float = 30.0
+    renew_seconds: float | None = None
+    call_seconds: float | None = None
+    max_takeovers: int = 3
+
+    @property
+    def renew(self) -> float:
+        return self.renew_seconds if self.renew_seconds is not None else self.lease_seconds / 3
+
+    @property
+    def call(self) -> float:
+        return self.call_seconds if self.call_seconds is not None else self.lease_seconds / 3
+
+    def problems(self, names: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+        """What is wrong with these settings, as (setting, message) pairs, the settings named
+        as ``names`` spells them (``journal.lease_seconds``, ``--lease-seconds``, ...)."""
+        names = names or {}
+
+        def name(key: str) -> str:
+            return names.get(key, key)
+
+        problems = [
+            (name(key), f"expected a positive number of seconds, got {value:g}")
+            for key, value in (
+                ("lease_seconds", self.lease_seconds),
+                ("renew_seconds", self.renew_seconds),
+                ("call_seconds", self.call_seconds),
+            )
+            if value is not None and not 0 < value < math.inf
+        ]
+        if self.max_takeovers < 0:
+            problems.append(
+                (name("max_takeovers"), f"expected 0 or more, got {self.max_takeovers}")
+            )
+        if not problems and self.renew + self.call >= self.lease_seconds:
+            problems.append(
+                (
+                    name("lease_seconds"),
+                    f"expected more than {name('renew_seconds')} ({self.renew:g}) plus "
+                    f"{name('call_seconds')} ({self.call:g}), got {self.lease_seconds:g}: a call "
+                    "that starts just before a renewal must end before the lease can run out",
+                )
+            )
+        return problems
+
+
+@dataclass(frozen=True, kw_only=True)
 class JournalConfig:
     """Where the job journal lives: an SQLite file (``path``), or a PostgreSQL database
     several hosts share (``url``, without its password, which is in ``password`` or left to
@@ -141,6 +200,7 @@ class JournalConfig:
     path: Path
     url: str | None = None
     password: Secret | None = None
+    lease: LeaseSettings = field(default_factory=LeaseSettings)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,8 +20,15 @@ from transfer.engine.feeds import DirectFeed, Feed, in_flight_algorithms
 from transfer.engine.planning import Target, record_entry
 from transfer.engine.results import SUCCESS_BY_CODE, ItemResult, Outcome
 from transfer.engine.steps import ItemState, Steps
-from transfer.errors import IntegrityError, NotFound, TargetDiscarded, TransferError
-from transfer.journal.records import EntryState, JournalEntry, Step
+from transfer.errors import (
+    IntegrityError,
+    JournalError,
+    LeaseLost,
+    NotFound,
+    TargetDiscarded,
+    TransferError,
+)
+from transfer.journal.records import Claim, EntryState, Step
 from transfer.metadata import DesiredTarget
 from transfer.planner import Code, PlanItem
 
@@ -50,52 +57,85 @@ class Pipeline:
         target: Target,
         desired: DesiredTarget,
         feed: Feed | None = None,
+        *,
+        claim: Claim | None = None,
     ) -> ItemResult:
         """Bring one target in line with its source, with the job's per-image retry budget.
 
         ``feed`` gives the bytes (default: a download of the source for every attempt); the
         feed learns, after each attempt, that this target's first chance is over.
+
+        With a ``claim`` (from a shared journal) the item's journal entry exists and the
+        claim's target identity is the one to work on; every journal write carries its epoch,
+        and once one is refused (another worker took the item over) this worker stops at once:
+        no more writes, no clean-up, the item is handed over.
         """
         src = item.source
         assert src is not None
         if feed is None:
             feed = DirectFeed(self.source, src, in_flight_algorithms(self.job.verify, src))
         started = time.monotonic()
-        entry = await record_entry(self.journal, self.job.name, item, target_id=item.target_id)
+        if claim is None:
+            entry = await record_entry(self.journal, self.job.name, item, target_id=item.target_id)
+            target_id, generation, attempts = entry.target_id, entry.generation, entry.attempts
+        else:
+            target_id, generation, attempts = claim.target_id, claim.generation, claim.attempts
         st = ItemState(
             source=src,
             target=target,
             desired=desired,
-            target_id=entry.target_id or self.steps.target_id(src, target.key, entry.generation),
-            generation=entry.generation,
+            target_id=target_id or self.steps.target_id(src, target.key, generation),
+            generation=generation,
             result=ItemResult.of(item),
             log=log.bind(job=self.job.name, image=src.id, target=target.key),
             feed=feed,
+            fence=claim.epoch if claim is not None else None,
         )
-        if entry.target_id is None:
-            await self._update(st, target_id=st.target_id)
-        error = await self._attempts(st, entry, data_needed=item.code in (Code.COPY, Code.REPAIR))
-        st.result.seconds = time.monotonic() - started
-        st.result.target_id = st.target_id
-        if error is None:
-            await self._succeeded(st, item.code)
-        else:
-            await self._failed(st, error)
+        try:
+            if target_id is None:
+                await self._update(st, target_id=st.target_id)
+            if claim is not None and (claim.taken_over or item.target_id != claim.target_id):
+                await self.steps.remove_orphans(st)
+            error = await self._attempts(
+                st, attempts, data_needed=item.code in (Code.COPY, Code.REPAIR)
+            )
+            st.result.seconds = time.monotonic() - started
+            st.result.target_id = st.target_id
+            if error is None:
+                await self._succeeded(st, item.code)
+            else:
+                await self._failed(st, error)
+        except LeaseLost as exc:
+            self._handed_over(st, str(exc))
+        except JournalError as exc:
+            if st.fence is None:
+                raise
+            # A shared journal out of reach: the lease runs out (or is released) and the item
+            # is claimed again, by this worker or another, from what was journaled.
+            self._handed_over(st, str(exc))
         return st.result
 
+    def _handed_over(self, st: ItemState, reason: str) -> None:
+        st.result.outcome = Outcome.HANDED_OVER
+        st.result.error = reason
+        st.result.target_id = st.target_id
+        st.log.warning("handed over", reason=reason)
+
     async def _attempts(
-        self, st: ItemState, entry: JournalEntry, *, data_needed: bool
+        self, st: ItemState, attempts_before: int, *, data_needed: bool
     ) -> TransferError | None:
         """Up to ``retries`` attempts; the last error, or None once one succeeded."""
         last_error: TransferError | None = None
         for attempt in range(1, self.job.retries + 1):
             st.result.attempts = attempt
-            await self._update(st, state=EntryState.RUNNING, attempts=entry.attempts + attempt)
+            await self._update(st, state=EntryState.RUNNING, attempts=attempts_before + attempt)
             try:
                 try:
                     await self._attempt(st, data_needed=data_needed)
                 finally:
                     st.feed.release(st.target.key)
+            except (LeaseLost, JournalError):
+                raise  # nothing more to write: the pipeline's caller decides
             except TransferError as exc:
                 last_error = exc
                 retry = exc.image_retryable
@@ -132,7 +172,9 @@ class Pipeline:
         st.log.error("failed", error=str(error))
 
     async def _update(self, st: ItemState, **fields: object) -> None:
-        await self.journal.update_entry(self.job.name, st.source.id, st.target.key, **fields)
+        await self.journal.update_entry(
+            self.job.name, st.source.id, st.target.key, fence=st.fence, **fields
+        )
 
     async def _remove_empty_target(self, st: ItemState) -> None:
         """Delete a target that never got data, so a failed image leaves no empty ``queued``
@@ -180,15 +222,17 @@ class Pipeline:
     async def _step(self, st: ItemState, step: Step) -> None:
         """One step, its start and its end journaled (a failure's reason with it)."""
         where = (self.job.name, st.source.id, st.target.key, step, self.run_id)
-        await self.journal.step_started(*where)
+        await self.journal.step_started(*where, fence=st.fence)
         try:
             detail = await self.steps.of(step)(st)
+        except (LeaseLost, JournalError):
+            raise  # the item is no longer this worker's to write
         except TargetDiscarded:
             await self.journal.step_finished(
-                *where, ok=False, error="target discarded; a new generation follows"
+                *where, ok=False, error="target discarded; a new generation follows", fence=st.fence
             )
             raise
         except TransferError as exc:
-            await self.journal.step_finished(*where, ok=False, error=str(exc))
+            await self.journal.step_finished(*where, ok=False, error=str(exc), fence=st.fence)
             raise
-        await self.journal.step_finished(*where, ok=True, detail=detail)
+        await self.journal.step_finished(*where, ok=True, detail=detail, fence=st.fence)

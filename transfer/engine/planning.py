@@ -4,6 +4,7 @@ target) pair needs; with a shared journal, plan once for every worker (``plan_fo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,14 +16,17 @@ import structlog
 
 from transfer.cloud.client import ImageClient
 from transfer.cloud.sessions import Clouds
-from transfer.config.settings import DEFAULT_SPOOL_RESERVE, Config, JobConfig
-from transfer.journal import Journal
+from transfer.config.settings import DEFAULT_SPOOL_RESERVE, Config, JobConfig, LeaseSettings
+from transfer.errors import JournalError, LeaseLost
+from transfer.journal import Journal, WorkQueue
 from transfer.journal.records import ItemKey, JournalEntry, PlanTicket
 from transfer.metadata import DesiredTarget
 from transfer.models import Image, Member
 from transfer.planner import WORK_CODES, Code, PlanItem, plan_job
 
 log = structlog.get_logger("transfer.engine.planning")
+#: How many times a worker that lost its planning lease joins the job again before giving up.
+_PLANNING_TURNS = 3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,28 +214,72 @@ async def plan_for_run(
     journal: Journal,
     worker: str,
     *,
-    lease_seconds: float = 30.0,
+    terms: LeaseSettings | None = None,
 ) -> tuple[JobPlan, PlanTicket | None]:
     """The plan a run works: this host's own, or, on a journal several workers share, the one
     plan of every worker, with the ticket to claim its items by.
 
-    On a shared journal the first worker to arrive plans: it lists both sides, records an
-    entry for each item to work and publishes them.  The others wait until the plan is
-    published, then list for themselves (they need the images' details) and claim from it.
+    On a shared journal the first worker to arrive plans, under a planning lease it renews for
+    as long as the listing takes: it lists both sides, records an entry for each item to work
+    (with the target id and generation it fixed) and publishes them.  The others wait until
+    the plan is published, then list for themselves (they need the images' details) and claim
+    from it; the target identities they work on are the journal's, never their own.  A planner
+    that lost its planning lease (it was paused too long) joins again.
     """
     queue = journal.work_queue
     if queue is None:
         return await build_plan(config, job, clouds, journal), None
-    ticket = await queue.join_plan(job.name, worker, lease_seconds=lease_seconds)
-    plan = await build_plan(config, job, clouds, journal)
-    if ticket.planner:
+    terms = terms or LeaseSettings()
+    for _ in range(_PLANNING_TURNS):
+        ticket = await queue.join_plan(job.name, worker, lease_seconds=terms.lease_seconds)
+        if not ticket.planner:
+            return await build_plan(config, job, clouds, journal), ticket
+        plan = await _plan_under_lease(config, job, clouds, journal, queue, ticket, terms)
+        if plan is not None:
+            return plan, ticket
+        log.warning("planning lease lost: joining the job again", job=job.name)
+    raise LeaseLost(f"job {job.name}: lost the planning lease {_PLANNING_TURNS} times in a row")
+
+
+async def _plan_under_lease(
+    config: Config,
+    job: JobConfig,
+    clouds: Clouds,
+    journal: Journal,
+    queue: WorkQueue,
+    ticket: PlanTicket,
+    terms: LeaseSettings,
+) -> JobPlan | None:
+    """Plan and publish while renewing the planning lease; None when it was lost."""
+    plan: JobPlan | None = None
+    async with anyio.create_task_group() as tg:
+
+        async def keep() -> None:
+            while True:
+                await anyio.sleep(terms.renew)
+                with contextlib.suppress(JournalError):  # tried again at the next renewal
+                    if not await queue.renew_plan(ticket):
+                        tg.cancel_scope.cancel()
+                        return
+
+        tg.start_soon(keep)
+        built = await build_plan(config, job, clouds, journal)
+        if not await queue.renew_plan(ticket):  # still ours before writing the entries
+            tg.cancel_scope.cancel()
+            return None
         keys: list[ItemKey] = []
-        for group in by_source([i for i in plan.items if i.code in WORK_CODES and i.source]):
+        for group in by_source([i for i in built.items if i.code in WORK_CODES and i.source]):
             for item in group:  # a source's targets side by side: claimed together, read once
                 await record_entry(journal, job.name, item, target_id=item.target_id)
                 keys.append(item_key(item))
-        await queue.publish_plan(ticket, keys)
-    return plan, ticket
+        try:
+            await queue.publish_plan(ticket, keys)
+        except LeaseLost:
+            tg.cancel_scope.cancel()
+            return None
+        plan = built
+        tg.cancel_scope.cancel()
+    return plan
 
 
 async def record_entry(

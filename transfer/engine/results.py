@@ -25,6 +25,9 @@ class Outcome(StrEnum):
     UPDATED = "updated"
     IN_SYNC = "in-sync"
     FAILED = "failed"
+    #: Left to another worker: this one lost its lease on the item (it was paused or cut off
+    #: for too long) or its shared journal; whoever holds the item now finishes it.
+    HANDED_OVER = "handed-over"
 
 
 #: The outcomes reports count, in the order they list them.
@@ -34,6 +37,7 @@ REPORTED_OUTCOMES = (
     Outcome.UPDATED,
     Outcome.IN_SYNC,
     Outcome.FAILED,
+    Outcome.HANDED_OVER,
 )
 #: What a successful pipeline run of an item with this code is called.
 SUCCESS_BY_CODE = {
@@ -140,6 +144,8 @@ class RunSummary:
     ended: float
     interrupted: bool = False
     not_started: int = 0  # items a stop or deadline left for the next run
+    #: With a shared journal: items of the job's plan that failed in other workers' hands.
+    failed_elsewhere: int = 0
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for r in self.results if r.outcome == outcome)
@@ -172,6 +178,7 @@ class RunSummary:
             "updated": self.count(Outcome.UPDATED),
             "in_sync": self.count(Outcome.IN_SYNC),
             "failed": len(self.failed),
+            "handed_over": self.count(Outcome.HANDED_OVER),
             "bytes": self.bytes,
             "not_started": self.not_started,
         }

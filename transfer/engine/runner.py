@@ -18,6 +18,7 @@ from pathlib import Path
 import anyio
 
 from transfer.bandwidth import follow_timetable
+from transfer.config.settings import LeaseSettings
 from transfer.engine.feeds import FeedChooser
 from transfer.engine.pipeline import Pipeline
 from transfer.engine.planning import JobPlan, item_key, record_entry
@@ -47,7 +48,7 @@ async def run_plan(
     stop: anyio.Event | None = None,
     clean_spool: bool = False,
     ticket: PlanTicket | None = None,
-    lease_seconds: float = 30.0,
+    terms: LeaseSettings | None = None,
 ) -> RunSummary:
     """Execute a plan; returns when every item is done, failed or (after ``stop``) not started.
 
@@ -55,9 +56,10 @@ async def run_plan(
     the next run can resume the images that failed.
 
     With a ``ticket`` (a journal shared by several workers, see ``plan_for_run``) this worker
-    takes only the items it claims from the published plan, holds each under a lease that a
-    background task renews, and abandons an item whose lease it lost; an item whose worker died
-    is claimed again once its lease runs out.
+    takes only the items it claims from the published plan, holds each under a lease (on
+    ``terms``) that a background task renews, and hands over an item whose lease it lost; an
+    item whose worker died is claimed again once its lease runs out.  Only the planner records
+    the pairs found in sync: the others' listings came later, and the items are the holders'.
     """
     job = plan.job
     worker = worker or default_worker_id()
@@ -75,7 +77,8 @@ async def run_plan(
     runner = _item_runner(plan, journal, run_id, area, entries, bucket, progress, stop)
     in_sync = [i for i in plan.items if i.code is Code.IN_SYNC and i.source is not None]
     for item in in_sync:
-        await _record_in_sync(journal, job.name, item, entries.get(item_key(item)))
+        if ticket is None or ticket.planner:
+            await _record_in_sync(journal, job.name, item, entries.get(item_key(item)))
         target_id = item.target.id if item.target else item.target_id
         runner.results.append(ItemResult.of(item, target_id=target_id, outcome=Outcome.IN_SYNC))
     work = [i for i in plan.items if i.code in WORK_CODES]
@@ -89,12 +92,11 @@ async def run_plan(
     else:
         scheduler = ClaimingScheduler(
             runner,
-            work,
+            plan.items,
             journal=journal,
             ticket=ticket,
             worker=worker,
-            lease_seconds=lease_seconds,
-            in_sync={item_key(i) for i in in_sync},
+            terms=terms or LeaseSettings(),
         )
     await scheduler.run()
 
@@ -112,6 +114,7 @@ async def run_plan(
         ended=time.monotonic(),
         interrupted=stop.is_set() and (scheduler.not_started > 0 or ticket is not None),
         not_started=scheduler.not_started,
+        failed_elsewhere=scheduler.failed_elsewhere,
     )
     await journal.finish_run(run_id, summary.outcome, summary.journal_summary())
     return summary
@@ -168,7 +171,7 @@ async def run_job(
     progress: Progress | None = None,
     clean_spool: bool = False,
     ticket: PlanTicket | None = None,
-    lease_seconds: float = 30.0,
+    terms: LeaseSettings | None = None,
     on_deadline: Callable[[], None] | None = None,
 ) -> JobRun:
     """``run_plan`` under the job's bandwidth timetable and ``max_duration``.
@@ -209,7 +212,7 @@ async def run_job(
             stop=job_stop,
             clean_spool=clean_spool,
             ticket=ticket,
-            lease_seconds=lease_seconds,
+            terms=terms,
         )
         tg.cancel_scope.cancel()
     return JobRun(summary=summary, deadline=reached and summary.interrupted)

@@ -7,9 +7,10 @@
   groups (the pairs that move bytes), ``checkers`` workers take metadata-only items; a stop
   lets running items finish and starts no new one.
 - ``ClaimingScheduler``: a journal shared by several workers.  ``transfers`` workers claim
-  items from the published plan (``WorkQueue.claim``), each under a lease that ``LeaseKeeper``
-  renews; an item whose lease was lost is cancelled, and one whose worker died is claimed
-  again once its lease runs out.
+  items from the published plan (``WorkQueue.claim``), each under a lease that
+  ``transfer.engine.leases.LeaseKeeper`` renews; an item is worked on the target identity the
+  journal holds (``adopted``), an item whose lease was lost is cancelled and handed over, and
+  one whose worker died is claimed again once its lease runs out.
 
 Like rclone's checkers and transfers, or s3transfer's executor per kind of work: the pools are
 named, bounded and fed from one queue each.
@@ -17,68 +18,35 @@ named, bounded and fed from one queue each.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import socket
-from collections.abc import Awaitable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import anyio
 import structlog
 
+from transfer.cloud.transport import CALL_GUARD
+from transfer.config.settings import LeaseSettings
 from transfer.engine.feeds import Feed, FeedChooser
+from transfer.engine.leases import ItemLease, LeaseKeeper
 from transfer.engine.pipeline import Pipeline
 from transfer.engine.planning import JobPlan, by_source, item_key
 from transfer.engine.results import ActiveTransfer, ItemResult, Outcome, Progress
 from transfer.engine.spool import SpoolArea
-from transfer.errors import LeaseLost, TransferError
-from transfer.journal import Journal, WorkQueue
-from transfer.journal.records import EntryState, ItemKey, PlanTicket
+from transfer.errors import JournalError, LeaseLost, TransferError
+from transfer.journal import Journal
+from transfer.journal.records import Claim, EntryState, ItemKey, PlanTicket
 from transfer.planner import Code, PlanItem
 
 log = structlog.get_logger("transfer.engine.schedule")
+_T = TypeVar("_T")
 
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-class LeaseKeeper:
-    """The items this worker holds under leases, renewed in the background.
-
-    An item whose renewal fails was taken over by another worker: the work on it is cancelled
-    (its ``ItemRunner`` turns that into a ``LeaseLost`` failure) and never written again.
-    """
-
-    def __init__(self, queue: WorkQueue, *, job: str, worker: str, lease_seconds: float) -> None:
-        self.queue = queue
-        self.job = job
-        self.worker = worker
-        self.lease_seconds = lease_seconds
-        self._held: dict[ItemKey, anyio.CancelScope | None] = {}
-
-    def hold(self, keys: Collection[ItemKey]) -> None:
-        self._held.update(dict.fromkeys(keys))
-
-    def drop(self, keys: Collection[ItemKey]) -> None:
-        for key in keys:
-            self._held.pop(key, None)
-
-    def watch(self, key: ItemKey, scope: anyio.CancelScope) -> None:
-        """Cancel ``scope`` if the lease on ``key`` is lost (a no-op for items not held)."""
-        if key in self._held:
-            self._held[key] = scope
-
-    async def renew_forever(self) -> None:
-        while True:
-            await anyio.sleep(self.lease_seconds / 3)
-            keys = set(self._held)
-            if not keys:
-                continue
-            kept = await self.queue.renew(self.job, self.worker, keys, self.lease_seconds)
-            for key in keys - kept:
-                log.warning("lease lost", job=self.job, image=key[0], target=key[1])
-                scope = self._held.get(key)
-                if scope is not None:
-                    scope.cancel()
 
 
 class ItemRunner:
@@ -109,25 +77,39 @@ class ItemRunner:
         self.progress.finished(result)
 
     async def run_item(self, item: PlanItem, feed: Feed | None) -> ItemResult:
-        """One item through the pipeline; its trouble (the journal's, or a bug's) is its own."""
+        """One item through the pipeline; its trouble (the journal's, or a bug's) is its own.
+
+        An item claimed from a shared journal runs under its lease: the lease guards its calls
+        that change a cloud, and its loss (or a renewal that does not come in time) cancels
+        the work, which is then the item's new holder's to finish."""
         assert item.source is not None
         name = item.source.name or item.source.id
         key = item_key(item)
+        lease = self.leases.get(key) if self.leases is not None else None
         self.progress.active[key] = ActiveTransfer(
             name=name, target=item.target_key, total=item.source.size or 0
         )
+        guarded = CALL_GUARD.set(lease)
         try:
             with anyio.CancelScope() as scope:
-                if self.leases is not None:
-                    self.leases.watch(key, scope)
+                if lease is not None:
+                    lease.watch(scope)
                 result = await self.pipeline.run_item(
                     item,
                     self.plan.targets[item.target_key],
                     self.plan.desired[key],
                     feed,
+                    claim=lease.claim if lease is not None else None,
                 )
             if scope.cancelled_caught:
-                raise LeaseLost(f"another worker took over {name} -> {item.target_key}")
+                why = "lost" if lease is not None and lease.lost else "not renewed in time"
+                log.warning("handed over", image=item.source.id, target=item.target_key, lease=why)
+                result = ItemResult.of(
+                    item,
+                    outcome=Outcome.HANDED_OVER,
+                    error=f"the lease on {name} -> {item.target_key} was {why}: another worker "
+                    "finishes it",
+                )
         except Exception as exc:
             if not isinstance(exc, TransferError):
                 log.exception("internal error", image=item.source.id, target=item.target_key)
@@ -135,6 +117,7 @@ class ItemRunner:
             if isinstance(exc, TransferError) and exc.fatal:
                 self.stop.set()
         finally:
+            CALL_GUARD.reset(guarded)
             self.progress.active.pop(key, None)
             if feed is not None:
                 feed.release(item.target_key)  # never hold the image's other targets up
@@ -165,13 +148,15 @@ class ItemRunner:
                 if item.target_key not in done:
                     outcomes.append(ItemResult.failure(item, exc))
                     self.record(outcomes[-1])
-        if all(r.outcome is not Outcome.FAILED for r in outcomes):
+        if all(r.outcome not in (Outcome.FAILED, Outcome.HANDED_OVER) for r in outcomes):
             # Every target has the bytes: the spool has served its purpose.
             await quietly(self.area.remove(source.id), "cannot remove the spool", source.id)
 
 
 class LocalScheduler:
     """This host works every item of the plan (see the module docstring)."""
+
+    failed_elsewhere = 0  # no other worker
 
     def __init__(
         self, runner: ItemRunner, work: Sequence[PlanItem], *, transfers: int, checkers: int
@@ -217,13 +202,12 @@ class ClaimingScheduler:
     def __init__(
         self,
         runner: ItemRunner,
-        work: Sequence[PlanItem],
+        items: Sequence[PlanItem],
         *,
         journal: Journal,
         ticket: PlanTicket,
         worker: str,
-        lease_seconds: float,
-        in_sync: Collection[ItemKey],
+        terms: LeaseSettings,
     ) -> None:
         queue = journal.work_queue
         if queue is None:
@@ -231,13 +215,15 @@ class ClaimingScheduler:
         self.runner = runner
         self.journal = journal
         self.ticket = ticket
-        self.leases = LeaseKeeper(
-            queue, job=runner.plan.job.name, worker=worker, lease_seconds=lease_seconds
-        )
-        # The runner reports each item's cancel scope, so that a lost lease stops its work.
+        self.leases = LeaseKeeper(queue, job=runner.plan.job.name, worker=worker, terms=terms)
+        # The runner runs each claimed item under its lease.
         runner.leases = self.leases
-        self.by_key: Mapping[ItemKey, PlanItem] = {item_key(i): i for i in work}
-        self.in_sync = in_sync
+        #: This worker's own view of every pair with a source (work and in sync alike).
+        self.own: Mapping[ItemKey, PlanItem] = {
+            item_key(i): i for i in items if i.source is not None
+        }
+        self.failed_elsewhere = 0
+        self._journal_down_since: float | None = None
 
     async def run(self) -> None:
         async with anyio.create_task_group() as outer:
@@ -246,50 +232,95 @@ class ClaimingScheduler:
                 for _ in range(self.runner.plan.job.transfers):
                     tg.start_soon(self._claim_and_work)
             outer.cancel_scope.cancel()
+        status = await self._journal(self.leases.queue.plan_status, self.ticket.plan_id)
+        if status is not None:
+            mine = sum(1 for r in self.runner.results if r.outcome is Outcome.FAILED)
+            self.failed_elsewhere = max(0, status.failed - mine)
 
     async def _claim_and_work(self) -> None:
         queue, job = self.leases.queue, self.leases.job
         targets = len(self.runner.plan.job.targets)
         while not self.runner.stop.is_set():
-            keys = await queue.claim(
-                job,
-                self.leases.worker,
-                limit=max(1, targets),
-                lease_seconds=self.leases.lease_seconds,
-                plan_id=self.ticket.plan_id,
-            )
-            if not keys:
-                status = await queue.plan_status(job, self.ticket.plan_id)
-                if status is None or status.open == 0:
+            leases = await self._journal(self.leases.claim, max(1, targets), self.ticket.plan_id)
+            if leases is None:
+                continue
+            if not leases:
+                status = await self._journal(queue.plan_status, job, self.ticket.plan_id)
+                if status is not None and status.open == 0:
                     return
                 # Others hold the rest: wait, and take over whatever a dead worker leaves.
-                await anyio.sleep(min(self.leases.lease_seconds / 4, 2.0))
+                await anyio.sleep(min(self.leases.terms.lease_seconds / 4, 2.0))
                 continue
-            self.leases.hold(keys)
             try:
-                await self._work(keys)
+                await self._work(leases)
             finally:
-                self.leases.drop(keys)
-                await queue.release(job, self.leases.worker, keys)
+                with anyio.CancelScope(shield=True):
+                    await self.leases.release(leases)
 
-    async def _work(self, keys: Sequence[ItemKey]) -> None:
-        for key in keys:
-            if key not in self.by_key:
-                # Finished by a worker that died before saying so (this worker's own listing
-                # shows it in sync), or not selected by this worker's config.
-                done = key in self.in_sync
-                await self.journal.update_entry(
-                    self.leases.job,
-                    *key,
-                    state=EntryState.DONE if done else EntryState.FAILED,
-                    last_error=None if done else "not in the plan of worker " + self.leases.worker,
-                )
-        mine = [self.by_key[k] for k in keys if k in self.by_key]
-        for group in by_source([i for i in mine if i.code is not Code.UPDATE]):
+    async def _journal(self, call: Callable[..., Awaitable[_T]], *args: Any) -> _T | None:
+        """A work-queue call; None when the journal cannot be reached right now (the caller
+        tries again), a ``JournalError`` once it has been unreachable for two leases."""
+        try:
+            result = await call(*args)
+        except JournalError as exc:
+            now = anyio.current_time()
+            since = self._journal_down_since = self._journal_down_since or now
+            limit = 2 * self.leases.terms.lease_seconds
+            if now - since > limit:
+                raise JournalError(
+                    f"{exc} (unreachable for {now - since:.0f} s, longer than two leases: this "
+                    "worker stops, the others take over its images)"
+                ) from None
+            log.warning("journal unreachable", error=str(exc), seconds=round(now - since, 1))
+            await anyio.sleep(min(2.0, self.leases.terms.renew))
+            return None
+        self._journal_down_since = None
+        return result
+
+    async def _work(self, leases: Sequence[ItemLease]) -> None:
+        work: list[PlanItem] = []
+        for lease in leases:
+            own = self.own.get(lease.key)
+            if own is None or (own.code is Code.IN_SYNC and own.target_id == lease.claim.target_id):
+                # Not selected by this worker's config; or finished by a worker that died
+                # before saying so (this worker's own listing shows it in sync).
+                done = own is not None
+                with contextlib.suppress(LeaseLost):
+                    await self.journal.update_entry(
+                        self.leases.job,
+                        *lease.key,
+                        fence=lease.epoch,
+                        state=EntryState.DONE if done else EntryState.FAILED,
+                        last_error=None
+                        if done
+                        else f"not in the plan of worker {self.leases.worker}",
+                    )
+                continue
+            work.append(adopted(own, lease.claim))
+        for group in by_source([i for i in work if i.code is not Code.UPDATE]):
             await self.runner.run_group(group)
-        for item in mine:
+        for item in work:
             if item.code is Code.UPDATE:
                 await self.runner.run_item(item, None)
+
+
+def adopted(own: PlanItem, claim: Claim) -> PlanItem:
+    """This worker's plan item for a claimed pair, with the target identity the journal holds:
+    the plan fixed it, and only the item's holders change it (a journaled new generation).
+    A worker whose own listing shows another target (or none: the journaled one may not be
+    created yet) copies into the journaled one, adopting it if it exists."""
+    if own.target_id == claim.target_id and own.generation == claim.generation:
+        return own
+    if own.target is not None and own.target.id == claim.target_id:
+        return dataclasses.replace(own, generation=claim.generation)
+    return dataclasses.replace(
+        own,
+        code=Code.COPY,
+        target=None,
+        target_id=claim.target_id,
+        generation=claim.generation,
+        reasons=(*own.reasons, "adopting the journal's target"),
+    )
 
 
 async def quietly(work: Awaitable[object], what: str, image: str | None) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from transfer.cloud.client import ImageClient
 from transfer.config.settings import JobConfig, MismatchAction
@@ -41,13 +41,22 @@ from transfer.errors import (
 )
 from transfer.journal import Journal
 from transfer.journal.records import Step
-from transfer.metadata import MARKER_KEYS, DesiredTarget, build_patch, target_image_id
+from transfer.metadata import (
+    MARKER_KEYS,
+    MARKER_SOURCE_ID,
+    DesiredTarget,
+    build_patch,
+    target_image_id,
+)
 from transfer.models import GONE_STATUSES, Image, PatchOp
 from transfer.streams import TokenBucket, counted, throttled
 
 #: Statuses of a half-made target that cannot take an upload: replaced by a new generation.
 BROKEN_STATUSES = frozenset({"saving", "killed", "deactivated", "uploading", "importing"})
 QUARANTINE_TAG = "image-transfer-quarantine"
+#: Generations past the journaled one that a takeover also looks for (ids a holder that lost
+#: the item may have moved on to).
+ORPHAN_GENERATIONS_AHEAD = 3
 
 #: What a step returns: the detail the journal keeps with it (None: nothing worth keeping).
 StepResult = dict[str, Any] | None
@@ -68,6 +77,9 @@ class ItemState:
     image: Image | None = None
     hashes: dict[str, str] = field(default_factory=dict)
     uploaded: bool = False
+    #: The epoch of the claim the item is worked under (None: a local journal, no claims);
+    #: every journal write for the item carries it.
+    fence: int | None = None
 
 
 class Steps:
@@ -141,6 +153,7 @@ class Steps:
             self.job.name,
             st.source.id,
             st.target.key,
+            fence=st.fence,
             generation=st.generation,
             target_id=st.target_id,
             bytes_done=0,
@@ -198,6 +211,7 @@ class Steps:
             self.job.name,
             src.id,
             st.target.key,
+            fence=st.fence,
             bytes_done=st.result.bytes,
             md5=st.result.md5,
             sha512=st.result.sha512,
@@ -317,6 +331,36 @@ class Steps:
             image.id, [{"op": "replace", "path": "/protected", "value": st.desired.protected}]
         )
         return {"protected": st.desired.protected}
+
+    # -- takeover --------------------------------------------------------------------------
+
+    async def remove_orphans(self, st: ItemState) -> list[str]:
+        """Delete this pair's targets other than the journaled one: images whose id is one of
+        the pair's deterministic ids of another generation, so they are provably this job's
+        copy of this source on this target, left by a holder that lost the item (the journal
+        names one target per pair; anything else of the pair is a duplicate in the making)."""
+        client = st.target.client
+        ours = {
+            self.target_id(st.source, st.target.key, generation)
+            for generation in range(st.generation + ORPHAN_GENERATIONS_AHEAD + 1)
+        } - {st.target_id}
+        found = [
+            image
+            async for image in client.list_images(
+                owner=st.target.tenant_id, **cast(dict[str, Any], {MARKER_SOURCE_ID: st.source.id})
+            )
+            if image.id in ours and image.status not in GONE_STATUSES
+        ]
+        for image in found:
+            if image.protected:
+                await client.update_image(
+                    image.id, [{"op": "replace", "path": "/protected", "value": False}]
+                )
+            with contextlib.suppress(NotFound):
+                await client.delete_image(image.id)
+            st.result.warnings.append(f"deleted orphan target {image.id} ({image.status})")
+            st.log.warning("deleted orphan target", target_id=image.id, status=image.status)
+        return [image.id for image in found]
 
     def target_id(self, src: Image, target_key: str, generation: int) -> str:
         return target_image_id(

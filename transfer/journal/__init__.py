@@ -44,11 +44,12 @@ Nothing secret is ever stored.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from transfer.journal.records import (
+    Claim,
     ItemKey,
     JournalEntry,
     PlanRecord,
@@ -127,11 +128,21 @@ class Journal(Protocol):
         ...
 
     async def update_entry(
-        self, job: str, source_id: str, target_key: str, /, **fields: Any
+        self,
+        job: str,
+        source_id: str,
+        target_key: str,
+        /,
+        *,
+        fence: int | None = None,
+        **fields: Any,
     ) -> None:
         """Set some of an entry's fields (names from ``records.UPDATABLE_FIELDS``).
 
         An unknown field, state or step is a ``ValueError``; a missing entry a ``LookupError``.
+        ``fence`` (a claim's epoch, on a journal with a work queue) makes the write conditional:
+        once another worker has claimed the entry, it is refused with ``LeaseLost``.  The same
+        holds for ``step_started`` and ``step_finished``.
         """
         ...
 
@@ -142,7 +153,14 @@ class Journal(Protocol):
     # -- steps -----------------------------------------------------------------------------
 
     async def step_started(
-        self, job: str, source_id: str, target_key: str, step: str, run_id: int
+        self,
+        job: str,
+        source_id: str,
+        target_key: str,
+        step: str,
+        run_id: int,
+        *,
+        fence: int | None = None,
     ) -> None:
         """Record a step's start; the entry becomes ``running``."""
         ...
@@ -158,6 +176,7 @@ class Journal(Protocol):
         ok: bool,
         detail: Mapping[str, Any] | None = None,
         error: str | None = None,
+        fence: int | None = None,
     ) -> None:
         """Record a step's end: on success it becomes the entry's ``last_step``, on failure
         the entry's ``last_error``.  The entry's state (done, failed) is the engine's call.
@@ -242,10 +261,16 @@ class WorkQueue(Protocol):
         limit: int,
         lease_seconds: float,
         plan_id: int | None = None,
-    ) -> list[ItemKey]:
+        max_takeovers: int = 3,
+    ) -> list[Claim]:
         """Lease up to ``limit`` open items of the job's published plan that nobody holds
         (including those whose lease ran out: their worker died) to ``worker``, in the
         planner's order.
+
+        Each claim makes the item's epoch grow (the claim's fencing token: the holder's writes
+        carry it, and a stale holder's are refused) and carries the item's journaled target id
+        and generation.  An item taken over (its last lease ran out) more than
+        ``max_takeovers`` times is failed with that reason instead of handed out again.
 
         ``plan_id`` (from the ticket) makes sure the items come from the plan the worker
         joined: once a newer plan is published, an older one has nothing to hand out.
@@ -253,15 +278,16 @@ class WorkQueue(Protocol):
         ...
 
     async def renew(
-        self, job: str, worker: str, items: Collection[ItemKey], lease_seconds: float
+        self, job: str, worker: str, held: Mapping[ItemKey, int], lease_seconds: float
     ) -> set[ItemKey]:
-        """Extend ``worker``'s leases on these items; returns those it still holds (an item
-        missing from the answer was taken over: stop working on it)."""
+        """Extend ``worker``'s leases on these items (item -> its claim's epoch); returns those
+        it still holds (an item missing from the answer was taken over: stop working on it)."""
         ...
 
-    async def release(self, job: str, worker: str, items: Collection[ItemKey]) -> None:
-        """Give up ``worker``'s leases on these items (others' leases are left alone); an
-        item released before it was done or failed can be claimed again."""
+    async def release(self, job: str, worker: str, held: Mapping[ItemKey, int]) -> None:
+        """Give up ``worker``'s leases on these items (item -> its claim's epoch; others'
+        leases, and later claims, are left alone); an item released before it was done or
+        failed can be claimed again, and its release is not a takeover."""
         ...
 
 

@@ -6,10 +6,11 @@
 - **Connecting** with TCP keepalives, a connect timeout and an idle-in-transaction timeout.
 - **Calls.**  One call at a time (the journal's record and its work queue share the lock),
   shielded from cancellation (a write that started finishes) and bounded by a timeout; each
-  write is one transaction.  A dropped connection is reopened: a call that failed before it
-  sent COMMIT is retried once on the new connection (nothing of it was committed); a call
-  that lost the connection while committing raises a ``JournalError`` saying the write may or
-  may not have been saved.
+  write is one transaction.  A dropped connection is reopened, and a server that went away (a
+  restart) is waited for up to ``reconnect`` seconds: a call that failed before it sent
+  COMMIT runs again on the new connection (nothing of it was committed); a call that lost the
+  connection while committing raises a ``JournalError`` saying the write may or may not have
+  been saved.
 - **Schema.**  Tables are created in the first schema of the role's ``search_path`` and
   migrated by numbered migrations (``schema_migrations``), each in one transaction, under an
   advisory lock so that workers starting together do not race.
@@ -80,6 +81,7 @@ class PgConnection:
         tables: Collection[str],
         timeout: float,
         connect_timeout: float,
+        reconnect: float,
     ) -> None:
         try:
             params = conninfo_to_dict(url)
@@ -94,6 +96,7 @@ class PgConnection:
         self._tables = frozenset(tables)
         self._timeout = timeout
         self._connect_timeout = connect_timeout
+        self._reconnect = reconnect
         self._conn: Conn | None = None
         self._lock: anyio.Lock | None = None
         self._opened = False
@@ -201,10 +204,29 @@ class PgConnection:
         return result
 
     async def _attempt(self, op: Op[_T], *, write: bool) -> _T:
+        # A server that went away (a restart, a fail-over) is waited for, reconnecting with
+        # backoff, for up to ``reconnect`` seconds; only a call that may have been committed
+        # is not run again.
+        give_up = anyio.current_time() + self._reconnect
+        delay = 0.1
+
+        async def pause() -> bool:
+            nonlocal delay
+            if anyio.current_time() + delay > give_up:
+                return False
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            return True
+
         for attempt in itertools.count(1):
             if self._conn is None or self._conn.closed:
                 await self._drop()
-                self._conn = await self._connect()
+                try:
+                    self._conn = await self._connect()
+                except JournalError:
+                    if await pause():
+                        continue
+                    raise
             conn = self._conn
             committing = False
             try:
@@ -230,8 +252,8 @@ class PgConnection:
                             f"journal {self.display}: connection lost while committing"
                             f"{_MAYBE_SAVED}: {self._clean(exc)}"
                         ) from exc
-                    if attempt == 1:
-                        continue  # nothing of it was committed: once more, reconnected
+                    if attempt == 1 or await pause():
+                        continue  # nothing of it was committed: again, reconnected
                     raise JournalError(
                         f"journal {self.display}: connection lost: {self._clean(exc)}"
                     ) from exc

@@ -6,13 +6,18 @@
   SKIP LOCKED``, so concurrent workers never get the same item and never wait for each other.
 - **Leases** are columns of the entries (``lease_owner``, ``lease_expires``), stamped with the
   server's clock (``now()``), so the workers' clocks do not matter.
+- **Fencing.**  Every claim increments the entry's ``epoch`` and hands it to the claimer;
+  renewals, releases and the journal's item writes (``PgJournal``) are conditional on it, so
+  a worker that was paused past its lease cannot write an item another worker now holds.
+- **Poison items.**  A claim of an item whose lease ran out counts a takeover; past the limit
+  the item is failed with that reason instead of being handed out forever.
 
 It runs on the journal's connection, one call at a time with the journal's own calls.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Unpack
 
 import anyio
@@ -20,6 +25,7 @@ import anyio
 from transfer.errors import LeaseLost
 from transfer.journal.pg_connection import Conn, PgConnection
 from transfer.journal.records import (
+    Claim,
     ClaimTerms,
     ItemKey,
     PlanRecord,
@@ -153,13 +159,16 @@ class PgWorkQueue:
 
     async def _queue(self, conn: Conn, ticket: PlanTicket, keys: list[ItemKey]) -> None:
         """Put the entries in the ticket's plan in this order; a re-planned done or failed
-        entry is pending again."""
+        entry is pending again, and counts no takeovers."""
+        # The epoch grows: a holder of the entry under an older plan can no longer write it.
         cursor = await conn.execute(
-            """UPDATE entries e SET plan_id = %s, plan_rank = i.rank,
+            """UPDATE entries e SET plan_id = %s, plan_rank = i.rank, epoch = e.epoch + 1,
                    state = CASE WHEN e.state IN ('done', 'failed') THEN 'pending'
                        ELSE e.state END,
                    updated_at = CASE WHEN e.state IN ('done', 'failed') THEN now()
-                       ELSE e.updated_at END
+                       ELSE e.updated_at END,
+                   takeovers = CASE WHEN e.state IN ('done', 'failed') THEN 0
+                       ELSE e.takeovers END
                FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY
                    AS i(source_id, target_key, rank)
                WHERE e.job = %s AND e.source_id = i.source_id
@@ -179,7 +188,9 @@ class PgWorkQueue:
                        (SELECT COUNT(*) FROM entries e WHERE e.job = p.job AND e.plan_id = p.id
                            AND e.state IN ('pending', 'running')),
                        (SELECT COUNT(*) FROM entries e WHERE e.job = p.job AND e.plan_id = p.id
-                           AND e.lease_expires > now())
+                           AND e.lease_expires > now()),
+                       (SELECT COUNT(*) FROM entries e WHERE e.job = p.job AND e.plan_id = p.id
+                           AND e.state = 'failed')
                    FROM plans p WHERE p.job = %(job)s
                        AND (%(plan)s::bigint IS NULL OR p.id = %(plan)s::bigint)
                    ORDER BY p.id DESC LIMIT 1""",
@@ -198,12 +209,14 @@ class PgWorkQueue:
                 items=row[5],
                 open=int(row[6]),
                 held=int(row[7]),
+                failed=int(row[8]),
             )
 
         return await self._db.read(read)
 
-    async def claim(self, job: str, worker: str, **kw: Unpack[ClaimTerms]) -> list[ItemKey]:
+    async def claim(self, job: str, worker: str, **kw: Unpack[ClaimTerms]) -> list[Claim]:
         check_lease(kw["lease_seconds"])
+        max_takeovers = kw.get("max_takeovers", 3)
         if kw["limit"] < 1:
             return []
         args = {
@@ -212,17 +225,24 @@ class PgWorkQueue:
             "limit": kw["limit"],
             "secs": kw["lease_seconds"],
             "plan": kw.get("plan_id"),
+            "max": max_takeovers,
+            "poisoned": f"taken over more than {max_takeovers} times (max_takeovers): every "
+            "worker that held it stopped before finishing it",
         }
 
-        async def write(conn: Conn) -> list[ItemKey]:
+        async def write(conn: Conn) -> list[Claim]:
             # SKIP LOCKED: rows another worker is claiming right now are passed over, and a
             # row claimed since this statement's snapshot is re-checked (and skipped) on lock.
+            # A lease that ran out (its owner still named) is a takeover; one takeover too
+            # many fails the item instead of handing it out.
             cursor = await conn.execute(
                 """WITH current AS (
                        SELECT id FROM plans WHERE job = %(job)s AND ready_at IS NOT NULL
                        ORDER BY id DESC LIMIT 1
                    ), picked AS (
-                       SELECT e.source_id, e.target_key FROM entries e
+                       SELECT e.source_id, e.target_key, e.lease_owner IS NOT NULL AS taken,
+                           e.lease_owner IS NOT NULL AND e.takeovers >= %(max)s AS poisoned
+                       FROM entries e
                        JOIN current c ON e.plan_id = c.id
                        WHERE e.job = %(job)s AND e.state IN ('pending', 'running')
                            AND (e.lease_owner IS NULL OR e.lease_expires <= now())
@@ -230,52 +250,73 @@ class PgWorkQueue:
                        ORDER BY e.plan_rank LIMIT %(limit)s
                        FOR UPDATE OF e SKIP LOCKED
                    )
-                   UPDATE entries e SET lease_owner = %(worker)s,
-                       lease_expires = now() + make_interval(secs => %(secs)s)
+                   UPDATE entries e SET epoch = e.epoch + 1,
+                       takeovers = e.takeovers + CASE WHEN p.taken THEN 1 ELSE 0 END,
+                       lease_owner = CASE WHEN p.poisoned THEN NULL ELSE %(worker)s END,
+                       lease_expires = CASE WHEN p.poisoned THEN NULL
+                           ELSE now() + make_interval(secs => %(secs)s) END,
+                       state = CASE WHEN p.poisoned THEN 'failed' ELSE e.state END,
+                       last_error = CASE WHEN p.poisoned THEN %(poisoned)s ELSE e.last_error END,
+                       updated_at = CASE WHEN p.poisoned THEN now() ELSE e.updated_at END
                    FROM picked p
                    WHERE e.job = %(job)s AND e.source_id = p.source_id
                        AND e.target_key = p.target_key
-                   RETURNING e.source_id, e.target_key, e.plan_rank""",
+                   RETURNING e.source_id, e.target_key, e.plan_rank, e.epoch, e.target_id,
+                       e.generation, e.attempts, e.takeovers, p.taken, p.poisoned""",
                 args,
             )
             rows = sorted(await cursor.fetchall(), key=lambda r: r[2])
-            return [(r[0], r[1]) for r in rows]
+            return [
+                Claim(
+                    key=(r[0], r[1]),
+                    epoch=int(r[3]),
+                    target_id=r[4],
+                    generation=int(r[5]),
+                    attempts=int(r[6]),
+                    takeovers=int(r[7]),
+                    taken_over=bool(r[8]),
+                )
+                for r in rows
+                if not r[9]
+            ]
 
         return await self._db.write(write)
 
     async def renew(
-        self, job: str, worker: str, items: Collection[ItemKey], lease_seconds: float
+        self, job: str, worker: str, held: Mapping[ItemKey, int], lease_seconds: float
     ) -> set[ItemKey]:
         check_lease(lease_seconds)
-        keys = list(dict.fromkeys(items))
-        if not keys:
+        if not held:
             return set()
 
         async def write(conn: Conn) -> set[ItemKey]:
             cursor = await conn.execute(
                 """UPDATE entries e SET lease_expires = now() + make_interval(secs => %s)
-                   FROM unnest(%s::text[], %s::text[]) AS i(source_id, target_key)
+                   FROM unnest(%s::text[], %s::text[], %s::bigint[])
+                       AS i(source_id, target_key, epoch)
                    WHERE e.job = %s AND e.source_id = i.source_id
-                       AND e.target_key = i.target_key AND e.lease_owner = %s
+                       AND e.target_key = i.target_key AND e.epoch = i.epoch
+                       AND e.lease_owner = %s
                    RETURNING e.source_id, e.target_key""",
-                (lease_seconds, *_columns(keys), job, worker),
+                (lease_seconds, *_columns(held), list(held.values()), job, worker),
             )
             return {(r[0], r[1]) for r in await cursor.fetchall()}
 
         return await self._db.write(write)
 
-    async def release(self, job: str, worker: str, items: Collection[ItemKey]) -> None:
-        keys = list(dict.fromkeys(items))
-        if not keys:
+    async def release(self, job: str, worker: str, held: Mapping[ItemKey, int]) -> None:
+        if not held:
             return
 
         async def write(conn: Conn) -> None:
             await conn.execute(
                 """UPDATE entries e SET lease_owner = NULL, lease_expires = NULL
-                   FROM unnest(%s::text[], %s::text[]) AS i(source_id, target_key)
+                   FROM unnest(%s::text[], %s::text[], %s::bigint[])
+                       AS i(source_id, target_key, epoch)
                    WHERE e.job = %s AND e.source_id = i.source_id
-                       AND e.target_key = i.target_key AND e.lease_owner = %s""",
-                (*_columns(keys), job, worker),
+                       AND e.target_key = i.target_key AND e.epoch = i.epoch
+                       AND e.lease_owner = %s""",
+                (*_columns(held), list(held.values()), job, worker),
             )
 
         await self._db.write(write)

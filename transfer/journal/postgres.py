@@ -105,6 +105,12 @@ PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (job, source_id, host)
         )""",
     ),
+    # 2: fencing tokens (every claim makes a new epoch; a write carrying an older one is
+    # refused) and the count of takeovers (a holder's lease ran out before it finished).
+    (
+        "ALTER TABLE entries ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE entries ADD COLUMN takeovers INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 #: The tables of ``PG_MIGRATIONS``: a schema holding one of them but no ``schema_migrations``
 #: is not a journal.
@@ -165,6 +171,7 @@ class PgJournal(records.JournalReads):
         migrations: Sequence[Sequence[str]] = PG_MIGRATIONS,
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
+        reconnect: float = 10.0,
     ) -> None:
         self._db = PgConnection(
             url,
@@ -173,6 +180,7 @@ class PgJournal(records.JournalReads):
             tables=_OUR_TABLES,
             timeout=timeout,
             connect_timeout=connect_timeout,
+            reconnect=reconnect,
         )
         self._queue = PgWorkQueue(self._db)
         # Timestamps come as datetimes, JSON columns decoded (NULL as None).
@@ -205,15 +213,32 @@ class PgJournal(records.JournalReads):
         await self._db.close()
 
     async def _update(
-        self, conn: Conn, job: str, key: ItemKey, sets: sql.Composable, *values: Any
+        self,
+        conn: Conn,
+        job: str,
+        key: ItemKey,
+        sets: sql.Composable,
+        *values: Any,
+        fence: int | None = None,
     ) -> None:
-        """Change one entry (``sets``: the assignments, with the parameters ``values``)."""
+        """Change one entry (``sets``: the assignments, with the parameters ``values``); with a
+        ``fence``, only while it is still the entry's epoch (else ``LeaseLost``)."""
         query = sql.SQL(
-            "UPDATE entries SET {} WHERE job = %s AND source_id = %s AND target_key = %s"
+            "UPDATE entries SET {} WHERE job = %s AND source_id = %s AND target_key = %s "
+            "AND (%s::bigint IS NULL OR epoch = %s::bigint)"
         ).format(sets)
-        cursor = await conn.execute(query, (*values, job, *key))
-        if cursor.rowcount == 0:
+        cursor = await conn.execute(query, (*values, job, *key, fence, fence))
+        if cursor.rowcount == 1:
+            return
+        cursor = await conn.execute(
+            "SELECT epoch FROM entries WHERE job = %s AND source_id = %s AND target_key = %s",
+            (job, *key),
+        )
+        row = await cursor.fetchone()
+        if row is None:
             raise records.missing_entries(self.display, job, [key])
+        assert fence is not None
+        raise records.fenced_off(self.display, job, key, fence, int(row[0]))
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -255,7 +280,14 @@ class PgJournal(records.JournalReads):
         return await self._db.write(write)
 
     async def update_entry(
-        self, job: str, source_id: str, target_key: str, /, **fields: Any
+        self,
+        job: str,
+        source_id: str,
+        target_key: str,
+        /,
+        *,
+        fence: int | None = None,
+        **fields: Any,
     ) -> None:
         changes = records.entry_changes(fields)
         sets = sql.SQL("{}, updated_at = now()").format(
@@ -263,20 +295,28 @@ class PgJournal(records.JournalReads):
         )
 
         async def write(conn: Conn) -> None:
-            await self._update(conn, job, (source_id, target_key), sets, *changes.values())
+            key = (source_id, target_key)
+            await self._update(conn, job, key, sets, *changes.values(), fence=fence)
 
         await self._db.write(write)
 
     # -- steps -----------------------------------------------------------------------------
 
     async def step_started(
-        self, job: str, source_id: str, target_key: str, step: str, run_id: int
+        self,
+        job: str,
+        source_id: str,
+        target_key: str,
+        step: str,
+        run_id: int,
+        *,
+        fence: int | None = None,
     ) -> None:
         name = records.check_step(step)
 
         async def write(conn: Conn) -> None:
             running = sql.SQL("state = 'running', updated_at = now()")
-            await self._update(conn, job, (source_id, target_key), running)
+            await self._update(conn, job, (source_id, target_key), running, fence=fence)
             await conn.execute(
                 "INSERT INTO steps (run_id, job, source_id, target_key, step, started_at) "
                 "VALUES (%s, %s, %s, %s, %s, now())",
@@ -296,7 +336,8 @@ class PgJournal(records.JournalReads):
             sets = sql.SQL("last_error = %s, updated_at = now()")
 
         async def write(conn: Conn) -> None:
-            await self._update(conn, job, (source_id, target_key), sets, name if ok else error)
+            key = (source_id, target_key)
+            await self._update(conn, job, key, sets, name if ok else error, fence=kw.get("fence"))
             cursor = await conn.execute(
                 "SELECT id FROM steps WHERE job = %s AND source_id = %s AND target_key = %s "
                 "AND step = %s AND run_id = %s AND finished_at IS NULL "

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, NotRequired, Required, TypeAlias, TypedDict
 
+from transfer.errors import LeaseLost
+
 
 class Step(StrEnum):
     """The steps of an item, in the order the pipeline runs them."""
@@ -178,6 +180,25 @@ class PlanTicket:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Claim:
+    """An item ``claim`` leased to a worker: its key, its fencing token, and the identity of
+    its target as the plan fixed it in the journal (never recomputed by the claimer)."""
+
+    key: ItemKey
+    #: The fencing token: it grows on every claim, so a worker that lost the item (its lease
+    #: ran out and another claimed it) can no longer write it.
+    epoch: int
+    target_id: str | None
+    generation: int
+    #: Attempts recorded so far (by every holder).
+    attempts: int
+    #: How many times a holder's lease on it ran out before the item was finished.
+    takeovers: int
+    #: This claim took it from a worker whose lease had run out.
+    taken_over: bool
+
+
+@dataclass(frozen=True, kw_only=True)
 class PlanRecord:
     """A plan as ``plan_status`` shows it."""
 
@@ -190,6 +211,7 @@ class PlanRecord:
     items: int  # work items published
     open: int  # of those, neither done nor failed
     held: int  # of those, under a live lease
+    failed: int = 0  # of those, failed
 
 
 # -- keyword groups ------------------------------------------------------------------------
@@ -208,11 +230,12 @@ class EntryFacts(TypedDict):
 
 
 class Ended(TypedDict, total=False):
-    """``step_finished``'s keywords: how a step ended."""
+    """``step_finished``'s keywords: how a step ended, and the writer's fencing token."""
 
     ok: Required[bool]
     detail: Mapping[str, Any] | None
     error: str | None
+    fence: int | None
 
 
 class SpoolFacts(TypedDict):
@@ -231,6 +254,7 @@ class ClaimTerms(TypedDict):
     limit: int
     lease_seconds: float
     plan_id: NotRequired[int | None]
+    max_takeovers: NotRequired[int]
 
 
 # -- checks --------------------------------------------------------------------------------
@@ -259,8 +283,22 @@ def entry_changes(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_lease(seconds: float) -> None:
-    if not seconds > 0:
+    if not 0 < seconds < float("inf"):
         raise ValueError(f"a lease must last a positive number of seconds, got {seconds!r}")
+
+
+def no_fence(where: str, fence: int | None) -> None:
+    """A journal without a work queue hands out no fencing tokens: a write may not carry one."""
+    if fence is not None:
+        raise ValueError(f"journal {where} hands out no leases: a write cannot be fenced by one")
+
+
+def fenced_off(where: str, job: str, key: ItemKey, fence: int, epoch: int) -> LeaseLost:
+    """The error for a write whose fencing token is no longer the entry's."""
+    return LeaseLost(
+        f"journal {where}: {job} {key[0]} -> {key[1]} was taken over by another worker "
+        f"(this worker's lease epoch {fence}, the entry's {epoch}); the write was refused"
+    )
 
 
 def missing_entries(where: str, job: str, missing: Sequence[ItemKey]) -> LookupError:

@@ -189,8 +189,16 @@ class SqliteJournal(records.JournalReads):
         return await self._db.write(write)
 
     async def update_entry(
-        self, job: str, source_id: str, target_key: str, /, **fields: Any
+        self,
+        job: str,
+        source_id: str,
+        target_key: str,
+        /,
+        *,
+        fence: int | None = None,
+        **fields: Any,
     ) -> None:
+        records.no_fence(str(self.path), fence)
         changes = records.entry_changes(fields)
         sets = ", ".join(f"{name} = :{name}" for name in [*changes, "updated_at"])
 
@@ -202,8 +210,16 @@ class SqliteJournal(records.JournalReads):
     # -- steps -----------------------------------------------------------------------------
 
     async def step_started(
-        self, job: str, source_id: str, target_key: str, step: str, run_id: int
+        self,
+        job: str,
+        source_id: str,
+        target_key: str,
+        step: str,
+        run_id: int,
+        *,
+        fence: int | None = None,
     ) -> None:
+        records.no_fence(str(self.path), fence)
         name = records.check_step(step)
 
         def write(conn: sqlite3.Connection) -> None:
@@ -221,6 +237,7 @@ class SqliteJournal(records.JournalReads):
     async def step_finished(
         self, job: str, source_id: str, target_key: str, step: str, run_id: int, **kw: Unpack[Ended]
     ) -> None:
+        records.no_fence(str(self.path), kw.get("fence"))
         name, ok, error = records.check_step(step), kw["ok"], kw.get("error")
         if ok:
             sets = "last_step = :step, last_error = NULL, updated_at = :at"
