@@ -13,6 +13,7 @@ import aiohttp
 import psycopg
 
 from tests.engine.helpers import (
+    SRC,
     TARGETS,
     MiB,
     copy_problems,
@@ -165,3 +166,28 @@ async def test_bad_lease_settings_are_a_usage_error_on_a_shared_journal_too(
             "image-transfer: config error: --lease-seconds: expected a positive number of "
             f"seconds, got {value}"
         )
+
+
+async def test_every_worker_exits_1_when_an_image_of_the_job_failed_at_any_worker(
+    emu: Emulator, http: aiohttp.ClientSession, tmp_path: Path, pg_db: PgDatabase
+) -> None:
+    good = await seed_many(emu, [MiB // 2] * 6)
+    refused = await emu.seed_image(
+        "KR1",
+        SRC.tenant_id,
+        size=MiB,
+        fill_seed=9,
+        name="no-download",
+        nhncloud_allow_download="false",
+    )
+    emu.set_faults(bandwidth=4 * MiB)  # both workers take part
+    config = pg_config(tmp_path, emu, pg_db)
+    workers = [await start_worker(config, f"w{n}") for n in range(2)]
+    outcomes = [await finish(w, within=120) for w in workers]
+    # Whichever worker met the refusal, the job has failed images: neither says success.
+    assert [o.code for o in outcomes] == [1, 1], [o.out + o.err[-1500:] for o in outcomes]
+    assert sum("more failed at other workers" in o.out for o in outcomes) >= 1, outcomes
+    assert await copy_problems(emu, http, [*good, refused]) == [
+        f"{t.key} no-download: 0 copies, expected one: []" for t in TARGETS
+    ]
+    assert await done_states(pg_db) == {"done": 12, "failed": 2}

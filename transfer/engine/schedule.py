@@ -23,7 +23,7 @@ import dataclasses
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
 import anyio
 import structlog
@@ -43,6 +43,7 @@ from transfer.planner import Code, PlanItem
 
 log = structlog.get_logger("transfer.engine.schedule")
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 
 def default_worker_id() -> str:
@@ -218,9 +219,10 @@ class ClaimingScheduler:
         self.leases = LeaseKeeper(queue, job=runner.plan.job.name, worker=worker, terms=terms)
         # The runner runs each claimed item under its lease.
         runner.leases = self.leases
-        #: This worker's own view of every pair with a source (work and in sync alike).
+        #: This worker's own view of every pair of a source (work and in sync alike; not the
+        #: ``-`` duplicates, which share their pair's key).
         self.own: Mapping[ItemKey, PlanItem] = {
-            item_key(i): i for i in items if i.source is not None
+            item_key(i): i for i in items if i.source is not None and i.code is not Code.EXTRA
         }
         self.failed_elsewhere = 0
         self._journal_down_since: float | None = None
@@ -232,7 +234,8 @@ class ClaimingScheduler:
                 for _ in range(self.runner.plan.job.transfers):
                     tg.start_soon(self._claim_and_work)
             outer.cancel_scope.cancel()
-        status = await self._journal(self.leases.queue.plan_status, self.ticket.plan_id)
+        queue = self.leases.queue
+        status = await self._journal(queue.plan_status, self.leases.job, self.ticket.plan_id)
         if status is not None:
             mine = sum(1 for r in self.runner.results if r.outcome is Outcome.FAILED)
             self.failed_elsewhere = max(0, status.failed - mine)
@@ -257,11 +260,13 @@ class ClaimingScheduler:
                 with anyio.CancelScope(shield=True):
                     await self.leases.release(leases)
 
-    async def _journal(self, call: Callable[..., Awaitable[_T]], *args: Any) -> _T | None:
+    async def _journal(
+        self, call: Callable[_P, Awaitable[_T]], *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T | None:
         """A work-queue call; None when the journal cannot be reached right now (the caller
         tries again), a ``JournalError`` once it has been unreachable for two leases."""
         try:
-            result = await call(*args)
+            result = await call(*args, **kwargs)
         except JournalError as exc:
             now = anyio.current_time()
             since = self._journal_down_since = self._journal_down_since or now
