@@ -252,6 +252,7 @@ def _run_run(args: argparse.Namespace) -> int:
     config, jobs = _load(args)
     jobs = [_job_overrides(job, args) for job in jobs]
     terms = _lease_terms(config, args)
+    config = dataclasses.replace(config, journal=dataclasses.replace(config.journal, lease=terms))
     outcomes: list[_Outcome] = []
 
     async def main() -> None:

@@ -102,6 +102,20 @@ class LeaseKeeper:
         self.worker = worker
         self.terms = terms
         self._held: dict[ItemKey, ItemLease] = {}
+        #: When the journal last answered a claim, renewal or release (this host's clock),
+        #: and why the last renewal failed.
+        self.last_contact = anyio.current_time()
+        self.renew_error: str | None = None
+
+    @property
+    def silence(self) -> float:
+        """Seconds since the journal last answered."""
+        return anyio.current_time() - self.last_contact
+
+    @property
+    def journal_silent(self) -> bool:
+        """Whether the journal missed a renewal: calls would only pile up behind it."""
+        return self.silence > 2 * self.terms.renew
 
     def get(self, key: ItemKey) -> ItemLease | None:
         return self._held.get(key)
@@ -116,6 +130,7 @@ class LeaseKeeper:
             plan_id=plan_id,
             max_takeovers=self.terms.max_takeovers,
         )
+        self.last_contact = anyio.current_time()
         leases = [ItemLease(c, granted=granted, terms=self.terms) for c in claims]
         self._held.update((lease.key, lease) for lease in leases)
         return leases
@@ -124,10 +139,14 @@ class LeaseKeeper:
         """Give the items back; a journal that cannot be reached lets the leases run out."""
         for lease in leases:
             self._held.pop(lease.key, None)
+        if self.journal_silent:
+            return  # the journal is out of reach: the leases run out by themselves
         try:
             await self.queue.release(self.job, self.worker, {le.key: le.epoch for le in leases})
         except JournalError as exc:
             log.warning("cannot release leases; they will run out", error=str(exc))
+        else:
+            self.last_contact = anyio.current_time()
 
     async def renew_forever(self) -> None:
         while True:
@@ -146,7 +165,10 @@ class LeaseKeeper:
             except JournalError as exc:
                 # The work under a lease that cannot be renewed stops before it could run out.
                 log.warning("cannot renew leases", job=self.job, error=str(exc))
+                self.renew_error = str(exc)
                 continue
+            self.last_contact = anyio.current_time()
+            self.renew_error = None
             for key, lease in held.items():
                 if key in kept:
                     lease.extend(granted)

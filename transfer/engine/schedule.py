@@ -225,7 +225,6 @@ class ClaimingScheduler:
             item_key(i): i for i in items if i.source is not None and i.code is not Code.EXTRA
         }
         self.failed_elsewhere = 0
-        self._journal_down_since: float | None = None
 
     async def run(self) -> None:
         async with anyio.create_task_group() as outer:
@@ -252,7 +251,7 @@ class ClaimingScheduler:
                 if status is not None and status.open == 0:
                     return
                 # Others hold the rest: wait, and take over whatever a dead worker leaves.
-                await anyio.sleep(min(self.leases.terms.lease_seconds / 4, 2.0))
+                await anyio.sleep(min(self.leases.terms.lease_seconds / 4, 0.5))
                 continue
             try:
                 await self._work(leases)
@@ -264,23 +263,24 @@ class ClaimingScheduler:
         self, call: Callable[_P, Awaitable[_T]], *args: _P.args, **kwargs: _P.kwargs
     ) -> _T | None:
         """A work-queue call; None when the journal cannot be reached right now (the caller
-        tries again), a ``JournalError`` once it has been unreachable for two leases."""
-        try:
-            result = await call(*args, **kwargs)
-        except JournalError as exc:
-            now = anyio.current_time()
-            since = self._journal_down_since = self._journal_down_since or now
-            limit = 2 * self.leases.terms.lease_seconds
-            if now - since > limit:
-                raise JournalError(
-                    f"{exc} (unreachable for {now - since:.0f} s, longer than two leases: this "
-                    "worker stops, the others take over its images)"
-                ) from None
-            log.warning("journal unreachable", error=str(exc), seconds=round(now - since, 1))
-            await anyio.sleep(min(2.0, self.leases.terms.renew))
-            return None
-        self._journal_down_since = None
-        return result
+        tries again), a ``JournalError`` once it has been silent for two leases (every image
+        this worker held is another's by then)."""
+        limit = 2 * self.leases.terms.lease_seconds
+        last_error = self.leases.renew_error or f"journal {self.journal!r}: no answer"
+        if not self.leases.journal_silent:  # else the renewals probe it, one call at a time
+            try:
+                return await call(*args, **kwargs)
+            except JournalError as exc:
+                last_error = str(exc)
+        silence = self.leases.silence
+        if silence > limit:
+            raise JournalError(
+                f"{last_error}; the journal has not answered for {silence:.0f} s, longer than "
+                "two leases: this worker stops, and the others take over its images"
+            )
+        log.warning("journal unreachable", error=last_error, seconds=round(silence, 1))
+        await anyio.sleep(min(2.0, self.leases.terms.renew))
+        return None
 
     async def _work(self, leases: Sequence[ItemLease]) -> None:
         work: list[PlanItem] = []

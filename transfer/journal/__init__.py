@@ -298,7 +298,16 @@ def open_journal(config: JournalConfig) -> Journal:
         # Imported here: psycopg loads only for those who use it.
         from transfer.journal.postgres import PgJournal
 
-        return PgJournal(config.url, password=config.password)
+        # A call that outlasts two leases is no use to a worker holding leases: with short
+        # leases every wait is shorter, so that a worker cut off from the database stops soon.
+        lease = config.lease.lease_seconds
+        return PgJournal(
+            config.url,
+            password=config.password,
+            timeout=min(30.0, max(5.0, 2 * lease)),
+            connect_timeout=min(10.0, max(2.0, lease)),
+            reconnect=min(10.0, max(2.0, lease)),
+        )
     from transfer.journal.sqlite import SqliteJournal
 
     return SqliteJournal(config.path)
