@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint fmt emulator interop soak clean
+.PHONY: demo test lint fmt emulator interop soak soak-workers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ interop: $(STAMP)
 SEED ?= 1
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak.driver --seed $(SEED)
+
+# The several-workers fault scenarios (tests/hosts) with eight seeds instead of two.
+soak-workers: $(STAMP)
+	IMAGE_TRANSFER_FAULT_SEEDS=1-8 $(BIN)/python -m pytest -q tests/hosts
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

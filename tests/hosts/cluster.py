@@ -18,15 +18,11 @@ import contextlib
 import hashlib
 import json
 import os
-import pwd
 import random
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -36,7 +32,7 @@ import aiohttp
 import psycopg
 
 from tests.hosts.netns import Host, Topology
-from tests.pg.conftest import _INITDB_FLAGS, _binaries, _free_port
+from tests.pgserver import ClusterError, ThrowawayCluster, unavailable_reason
 from transfer.emulator import TenantSpec, tenant_from_name
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,20 +79,17 @@ def _tail(path: Path, chars: int = _TAIL) -> str:
 
 def pg_unavailable_reason() -> str | None:
     """Why a throwaway PostgreSQL server cannot be started here (None: it can)."""
-    if _binaries() is None:
-        return "PostgreSQL server binaries (initdb, pg_ctl) not found"
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            return "running as root and there is no 'postgres' system user to run PostgreSQL as"
-        if _runuser() is None:
-            return "running as root and runuser (to run PostgreSQL as postgres) is missing"
-    return None
+    return unavailable_reason()
 
 
-def _runuser() -> str | None:
-    return shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+#: No OS crash is simulated, so fsync can go; but a committed transaction must survive a
+#: server crash (pg_ctl -m immediate), so commits stay synchronous.
+_PG_SETTINGS = {
+    "fsync": "off",
+    "full_page_writes": "off",
+    "synchronous_commit": "on",
+    "max_connections": "200",
+}
 
 
 class PgCluster:
@@ -115,107 +108,57 @@ class PgCluster:
         prefix: Sequence[str] = (),
         network: str | None = None,
     ) -> None:
-        binaries = _binaries()
-        if binaries is None:
-            raise HarnessError("PostgreSQL server binaries (initdb, pg_ctl) not found")
-        self.initdb, self.pg_ctl = binaries
-        self.host = host
-        self.port = port or 0
-        self.prefix = list(prefix)
-        self.network = network
-        self.run_as: list[str] = []
-        self._owner: pwd.struct_passwd | None = None
-        if os.geteuid() == 0:
-            runuser = _runuser()
-            if runuser is None:
-                raise HarnessError("running as root and runuser is missing")
-            self._owner = pwd.getpwnam("postgres")
-            self.run_as = [runuser, "-u", "postgres", "--"]
-        self.root = Path(tempfile.mkdtemp(prefix="image-transfer-hosts-pg-"))
-        self.data = self.root / "data"
-        self.log = self.root / "server.log"
-        self.running = False
+        def trust_network(hba: str) -> str:
+            return hba + f"host all all {network} trust\n"
+
+        with _harness_errors():
+            self.server = ThrowawayCluster(
+                host=host,
+                port=port,
+                settings=_PG_SETTINGS,
+                prefix=prefix,
+                hba=trust_network if network is not None else None,
+                name="image-transfer-hosts-pg-",
+            )
+
+    @property
+    def port(self) -> int:
+        return self.server.port
 
     def url(self, database: str = DATABASE) -> str:
-        return f"postgresql://postgres@{self.host}:{self.port}/{database}"
-
-    def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*self.prefix, *self.run_as, *args], capture_output=True, text=True, timeout=timeout
-        )
+        return self.server.url(database)
 
     def log_tail(self, chars: int = 2000) -> str:
-        return _tail(self.log, chars)
-
-    def _configure(self) -> None:
-        settings = {
-            "listen_addresses": f"'{self.host}'",
-            "port": str(self.port),
-            "unix_socket_directories": f"'{self.root}'",
-            # No OS crash is simulated, so fsync can go; but a committed transaction must
-            # survive a server crash (pg_ctl -m immediate), so commits stay synchronous.
-            "fsync": "off",
-            "full_page_writes": "off",
-            "synchronous_commit": "on",
-            "max_connections": "200",
-        }
-        auto = self.data / "postgresql.auto.conf"
-        auto.write_text("".join(f"{key} = {value}\n" for key, value in settings.items()))
+        return self.server.log_tail(chars)
 
     def start(self) -> None:
         """initdb on first use, then start (waiting until it accepts connections)."""
-        if not self.data.exists():
-            if self._owner is not None:
-                os.chown(self.root, self._owner.pw_uid, self._owner.pw_gid)
-            setup = self._run(
-                self.initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres", *_INITDB_FLAGS
-            )
-            if setup.returncode != 0:
-                raise HarnessError(f"initdb failed: {setup.stderr.strip()}")
-            if self.network is not None:
-                hba = self.data / "pg_hba.conf"
-                hba.write_text(hba.read_text() + f"host all all {self.network} trust\n")
-        last = ""
-        keep = bool(self.port)  # fixed, or chosen by an earlier start: a restart keeps it
-        for _ in range(1 if keep else 3):  # a free port may be taken before the server binds
-            if not keep:
-                self.port = _free_port()
-            self._configure()
-            started = self._run(
-                self.pg_ctl, "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log)
-            )
-            if started.returncode == 0:
-                self.running = True
-                return
-            last = started.stderr.strip()
-        raise HarnessError(f"pg_ctl start failed: {last}\n{self.log_tail()}")
-
-    def stop(self, mode: str = "fast") -> None:
-        if not self.data.exists():
-            return
-        done = self._run(self.pg_ctl, "stop", "-w", "-t", "60", "-D", str(self.data), "-m", mode)
-        if done.returncode != 0 and (self.data / "postmaster.pid").exists():
-            raise HarnessError(f"pg_ctl stop -m {mode} failed: {done.stderr.strip()}")
-        self.running = False
+        with _harness_errors():
+            self.server.start()
 
     async def restart_immediate(self, down: float = 1.5) -> None:
         """Crash the server (``pg_ctl -m immediate``: no checkpoint, every backend killed), stay
         down ``down`` seconds, and start it again on the same port and data directory."""
-        await asyncio.to_thread(self.stop, "immediate")
-        await asyncio.sleep(down)
-        await asyncio.to_thread(self.start)
+        with _harness_errors():
+            await asyncio.to_thread(self.server.restart_immediate, down)
 
     def remove(self) -> None:
         """Stop (if running) and delete everything; safe after any failure."""
-        try:
-            if (self.data / "postmaster.pid").exists():
-                self.stop("immediate")
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
+        with _harness_errors():
+            self.server.remove()
 
     def create_database(self, name: str = DATABASE) -> None:
         with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=10) as conn:
             conn.execute(f'CREATE DATABASE "{name}"'.encode())
+
+
+@contextlib.contextmanager
+def _harness_errors() -> Iterator[None]:
+    """The shared cluster's failures as the harness's own."""
+    try:
+        yield
+    except ClusterError as exc:
+        raise HarnessError(str(exc)) from exc
 
 
 class JournalProbe:

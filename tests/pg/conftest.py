@@ -1,11 +1,11 @@
 """A throwaway PostgreSQL server for the journal tests, and a fresh database for each test.
 
 ``IMAGE_TRANSFER_PG_URL`` (a ``postgresql://`` URL of a role that may create databases) uses a
-server that is already running; otherwise the session starts its own from the machine's
-binaries (``initdb``, ``pg_ctl``) on a free loopback port, as the ``postgres`` system user when
-the tests run as root (PostgreSQL refuses to run as root), and removes it at the end.  Without
-the binaries the tests skip with the reason, unless ``IMAGE_TRANSFER_REQUIRE_ALL_TESTS=1`` (CI
-sets it): then they fail.
+server that is already running; otherwise the session starts its own (``tests.pgserver``) from
+the machine's binaries (``initdb``, ``pg_ctl``) on a free loopback port, as the ``postgres``
+system user when the tests run as root (PostgreSQL refuses to run as root), and removes it at
+the end.  Without the binaries the tests skip with the reason, unless
+``IMAGE_TRANSFER_REQUIRE_ALL_TESTS=1`` (CI sets it): then they fail.
 
 The ``backend`` fixture gives a journal factory for each backend, so the same test checks the
 SQLite journal and the PostgreSQL one; ``pg_journal`` gives PostgreSQL journals only, for what
@@ -15,13 +15,7 @@ only a journal that several hosts share has (its work queue).
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
-import pwd
-import shutil
-import socket
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from tests.pgserver import ClusterError, ThrowawayCluster, unavailable_reason
 from transfer.journal import Journal
 from transfer.journal.postgres import PgJournal
 from transfer.journal.sqlite import SqliteJournal
@@ -39,7 +34,6 @@ from transfer.journal.sqlite import SqliteJournal
 # A role whose password the started cluster checks (scram), so password handling is tested
 # against a server that really asks for one.
 PASSWORD_ROLE = "it_password_role"
-_INITDB_FLAGS = ("--no-locale", "-E", "UTF8", "--no-sync")
 
 
 @dataclass(frozen=True)
@@ -93,22 +87,14 @@ def _unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-def _binaries() -> tuple[str, str] | None:
-    folders = [os.path.dirname(p) for p in (shutil.which("pg_ctl"), shutil.which("initdb")) if p]
-    folders += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
-    folders += ["/usr/local/pgsql/bin"]
-    for folder in folders:
-        initdb, pg_ctl = Path(folder, "initdb"), Path(folder, "pg_ctl")
-        if initdb.is_file() and pg_ctl.is_file():
-            return str(initdb), str(pg_ctl)
-    return None
+# Durability is not under test here; speed is welcome on a shared machine.
+_FAST = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _ask_password(hba: str) -> str:
+    """The started cluster's ``pg_hba.conf``: PASSWORD_ROLE must give a password (scram),
+    before the trust rules that initdb wrote."""
+    return f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n" + hba
 
 
 @pytest.fixture(scope="session")
@@ -117,71 +103,19 @@ def pg_server() -> Iterator[PgServer]:
     if external:
         yield PgServer(url=external, own=False)
         return
-    binaries = _binaries()
-    if binaries is None:
-        _unavailable(
-            "PostgreSQL server binaries (initdb, pg_ctl) not found; install them or set "
-            "IMAGE_TRANSFER_PG_URL to a running server"
-        )
-    initdb, pg_ctl = binaries
-    run_as: list[str] = []
-    owner: pwd.struct_passwd | None = None
-    if os.geteuid() == 0:
-        runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            _unavailable("running as root and there is no 'postgres' system user to run as")
-        if runuser is None:
-            _unavailable("running as root and runuser (to run PostgreSQL as postgres) is missing")
-        run_as = [runuser, "-u", "postgres", "--"]
-    root = Path(tempfile.mkdtemp(prefix="image-transfer-pg-"))
-    data = root / "data"
-    started = False
+    reason = unavailable_reason()
+    if reason is not None:
+        _unavailable(f"{reason} (or set IMAGE_TRANSFER_PG_URL to a running server)")
+    cluster = ThrowawayCluster(settings=_FAST, hba=_ask_password)
     try:
-        if owner is not None:
-            os.chown(root, owner.pw_uid, owner.pw_gid)
-        setup = subprocess.run(
-            [*run_as, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", *_INITDB_FLAGS],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if setup.returncode != 0:
-            pytest.fail(f"initdb failed: {setup.stderr.strip()}", pytrace=False)
-        hba = data / "pg_hba.conf"
-        rules = f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n"
-        hba.write_text(rules + hba.read_text())
-        log = ["-l", str(root / "server.log")]
-        for _ in range(3):  # another process may take the free port before the server does
-            port = _free_port()
-            options = (
-                f"-p {port} -k {root} -c listen_addresses=127.0.0.1 "
-                # Durability is not under test here; speed is welcome on a shared machine.
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            )
-            start = subprocess.run(
-                [*run_as, pg_ctl, "start", "-w", "-t", "60", "-D", str(data), *log, "-o", options],
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            if start.returncode == 0:
-                started = True
-                break
-        if not started:
-            server_log = root / "server.log"
-            tail = server_log.read_text()[-2000:] if server_log.exists() else ""
-            pytest.fail(f"pg_ctl start failed: {start.stderr.strip()}\n{tail}", pytrace=False)
-        yield PgServer(url=f"postgresql://postgres@127.0.0.1:{port}/postgres", own=True)
+        try:
+            cluster.start()
+        except ClusterError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        yield PgServer(url=cluster.url(), own=True)
     finally:
-        if started:
-            subprocess.run(
-                [*run_as, pg_ctl, "stop", "-D", str(data), "-m", "immediate"],
-                capture_output=True,
-                timeout=60,
-            )
-        shutil.rmtree(root, ignore_errors=True)
+        with contextlib.suppress(ClusterError):
+            cluster.remove()
 
 
 @pytest.fixture
