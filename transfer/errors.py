@@ -13,6 +13,7 @@
     │   ├── NotFound                404
     │   ├── Conflict                409 (wrong status for the call, duplicate id or member, ...)
     │   ├── RequestTooLarge         413 (quota, storage full, size cap)
+    │   ├── StorageFull             507 (the store is full)
     │   ├── UnsupportedMediaType    415
     │   ├── RangeNotSatisfiable     416
     │   ├── TooManyRequests         429
@@ -33,23 +34,23 @@
 
 What each error allows is declared on its class, here and nowhere else:
 
-=========================  =========  ======  =====  =====
-class                      retryable  unsent  image  fatal
-=========================  =========  ======  =====  =====
+=========================  =========  ======  =====  =====  =========
+class                      retryable  unsent  image  fatal  transient
+=========================  =========  ======  =====  =====  =========
 ConfigError                                          yes
 AuthError                                            yes
 CatalogError                                         yes
 Unauthorized                                  yes
-TooManyRequests            yes        yes     yes
-ServerError                yes                yes
-TransportError             yes                yes
-RequestTimeout             yes                yes
-ConnectError               yes        yes     yes
-ConnectTimeout             yes        yes     yes
+TooManyRequests            yes        yes     yes           yes
+ServerError                yes                yes           yes
+TransportError             yes                yes           yes
+RequestTimeout             yes                yes           yes
+ConnectError               yes        yes     yes           yes
+ConnectTimeout             yes        yes     yes           yes
 TlsVerificationError                                 yes
 IntegrityError                                yes
 JobLocked                                            yes
-=========================  =========  ======  =====  =====
+=========================  =========  ======  =====  =====  =========
 
 Every other class allows none of these.  One exception class is not an error but a signal:
 ``TargetDiscarded`` tells the pipeline that a step deleted (or quarantined) a target that could
@@ -62,7 +63,10 @@ not become a good copy, so the item starts again under a new generation.
   failed: a retryable error, bytes that did not match (the next attempt reads them again), or a
   401 on a streamed upload (the client renewed the token but could not send the consumed body
   again; a token the identity service refuses to renew is an ``AuthError``);
-- ``fatal``: the error stops the whole run, not just one image.
+- ``fatal``: the error stops the whole run, not just one image;
+- ``transient``: the cause passes by itself (a network error, a timeout, a 5xx, a 429): an image
+  that failed only with these is worth running again later (exit code 4).  Bytes that did not
+  match, a full store or quota (413, ``StorageFull``) are not transient: they need a person.
 
 Messages never contain a token or a password: the client builds them from the method, the URL
 path (never the query of a request that could carry secrets) and the server's own message.
@@ -80,6 +84,7 @@ class TransferError(Exception):
     unsent: ClassVar[bool] = False
     image_retryable: ClassVar[bool] = False
     fatal: ClassVar[bool] = False
+    transient: ClassVar[bool] = False
 
 
 class ConfigError(TransferError):
@@ -166,12 +171,21 @@ class TooManyRequests(ApiError):
     retryable = True
     unsent = True
     image_retryable = True
+    transient = True
 
 
 class ServerError(ApiError):
     status = 500
     retryable = True
     image_retryable = True
+    transient = True
+
+
+class StorageFull(ApiError):
+    """507 Insufficient Storage: the target's store is full; no repeat helps until someone
+    makes room (not a ``ServerError``, so it is not retried)."""
+
+    status = 507
 
 
 class TransportError(TransferError):
@@ -179,6 +193,7 @@ class TransportError(TransferError):
 
     retryable = True
     image_retryable = True
+    transient = True
 
 
 class RequestTimeout(TransportError):
@@ -201,6 +216,7 @@ class TlsVerificationError(TransportError):
 
     retryable = False
     image_retryable = False
+    transient = False
     fatal = True
 
 
@@ -256,6 +272,8 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 
 def api_error_class(status: int) -> type[ApiError]:
     """The error class for an HTTP error status (5xx -> ServerError, unknown 4xx -> ApiError)."""
+    if status == StorageFull.status:
+        return StorageFull
     if status >= 500:
         return ServerError
     return _BY_STATUS.get(status, ApiError)

@@ -304,7 +304,8 @@ CASES = [
     Case(
         "no targets",
         replace('targets = [ { cloud = "dst", region = "KR2" } ]', "targets = []"),
-        r"jobs\[0\]\.targets: expected an array of \{ cloud = NAME, region = REGION \}, got an",
+        r"jobs\[0\]\.targets: expected at least one target "
+        r"\(\{ cloud = NAME, region = REGION \}\), got none$",
     ),
     Case(
         "no source",

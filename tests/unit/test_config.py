@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -445,3 +446,11 @@ def test_a_password_inside_the_journal_url_is_refused_and_never_echoed(workdir: 
         found = problems(f'[journal]\nurl = "{url}"\n' + MINIMAL)
         assert len(found) == 1 and found[0].startswith("config.toml: journal.url: expected a")
         assert "password" in found[0] and "db-secret-5" not in found[0]
+
+
+def test_an_empty_targets_array_asks_for_at_least_one_target(workdir: Path) -> None:
+    text = re.sub(r"targets = \[.*\]", "targets = []", MINIMAL)
+    assert problems(text) == [
+        "config.toml: jobs[0].targets: expected at least one target "
+        "({ cloud = NAME, region = REGION }), got none"
+    ]

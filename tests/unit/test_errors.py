@@ -7,22 +7,22 @@ import inspect
 import transfer.errors as errors
 from transfer.errors import ApiError, TransferError, api_error_class
 
-FLAGS = ("retryable", "unsent", "image_retryable", "fatal")
+FLAGS = ("retryable", "unsent", "image_retryable", "fatal", "transient")
+COLUMNS = ("retryable", "unsent", "image", "fatal", "transient")
 
 
-def declared() -> dict[str, tuple[bool, bool, bool, bool]]:
-    """The table of the module docstring: class name -> its four flags."""
+def declared() -> dict[str, tuple[bool, ...]]:
+    """The table of the module docstring: class name -> its flags."""
     doc = inspect.getdoc(errors) or ""
     lines = doc.split("=========================  =========")[2].splitlines()
     header = doc.split("=========================  =========")[1].splitlines()[1]
-    columns = [header.index(name) for name in ("retryable", "unsent", "image", "fatal")]
-    table: dict[str, tuple[bool, bool, bool, bool]] = {}
+    columns = [header.index(name) for name in COLUMNS]
+    table: dict[str, tuple[bool, ...]] = {}
     for line in lines[1:]:
         if not line.strip():
             continue
         name = line.split()[0]
-        marks = tuple(line[c : c + 3] == "yes" for c in columns)
-        table[name] = (marks[0], marks[1], marks[2], marks[3])
+        table[name] = tuple(line[c : c + 3] == "yes" for c in columns)
     return table
 
 
@@ -39,7 +39,7 @@ def test_the_docstring_table_is_what_the_classes_declare() -> None:
     assert "TlsVerificationError" in table and len(table) >= 10
     for cls in every_error_class():
         flags = tuple(bool(getattr(cls, flag)) for flag in FLAGS)
-        assert flags == table.get(cls.__name__, (False, False, False, False)), cls.__name__
+        assert flags == table.get(cls.__name__, (False,) * len(FLAGS)), cls.__name__
 
 
 def test_tls_failures_are_fatal_and_never_retried() -> None:
@@ -52,5 +52,7 @@ def test_status_codes_map_to_their_classes() -> None:
     assert api_error_class(503) is errors.ServerError
     assert api_error_class(429) is errors.TooManyRequests
     assert api_error_class(418) is ApiError
+    assert api_error_class(507) is errors.StorageFull  # not retried: the store is full
+    assert not errors.StorageFull("full").retryable and not errors.StorageFull("full").transient
     busy = api_error_class(429)("slow down", method="GET", path="/v2/images", retry_after=2.0)
     assert str(busy) == "GET /v2/images: 429 slow down" and busy.retry_after == 2.0

@@ -154,3 +154,32 @@ async def test_a_local_journal_refuses_fenced_writes(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="hands out no leases"):
             await journal.update_entry("job", "s1", "dst/KR1", fence=1, state="done")
         assert (await journal.entries("job"))[("s1", "dst/KR1")].state == "pending"
+
+
+async def test_a_damaged_journal_says_so_and_what_to_do(tmp_path: Path) -> None:
+    async def make(path: Path) -> None:
+        async with SqliteJournal(path) as journal:
+            await add_entry(journal, "s1")
+
+    # Its record of migrations lost: the schema is there, the record says nothing was applied.
+    forgotten = tmp_path / "forgotten.db"
+    await make(forgotten)
+    with sqlite3.connect(forgotten) as conn:
+        conn.execute("DELETE FROM schema_migrations")
+    # Pages overwritten in the middle of the file.
+    mangled = tmp_path / "mangled.db"
+    await make(mangled)
+    with sqlite3.connect(mangled) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(mangled.read_bytes())
+    data[4096 : 3 * 4096] = b"\xa5" * (2 * 4096)
+    mangled.write_bytes(bytes(data))
+
+    for path in (forgotten, mangled):
+        with pytest.raises(JournalError) as info:
+            async with SqliteJournal(path):
+                pass
+        message = str(info.value)
+        assert message.startswith(f"journal {path} is damaged ("), message
+        assert f"move it aside (for example to {path.name}.damaged) and run again" in message
+        assert "disk full" not in message

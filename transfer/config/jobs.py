@@ -183,7 +183,13 @@ class JobReader:
     def targets(self, value: Any, where: str) -> tuple[Endpoint, ...]:
         if isinstance(value, dict):  # a single inline table is an easy slip for a list of one
             value = [value]
-        if not isinstance(value, list) or not value:
+        if isinstance(value, list) and not value:
+            self.checks.problem(
+                where,
+                "expected at least one target ({ cloud = NAME, region = REGION }), got none",
+            )
+            return ()
+        if not isinstance(value, list):
             shown = "none" if value is None else got(value)
             self.checks.problem(
                 where, f"expected an array of {{ cloud = NAME, region = REGION }}, got {shown}"

@@ -25,6 +25,8 @@ from transfer.errors import (
     JournalError,
     LeaseLost,
     NotFound,
+    RequestTooLarge,
+    StorageFull,
     TargetDiscarded,
     TransferError,
 )
@@ -164,10 +166,16 @@ class Pipeline:
         st.log.info("done", outcome=outcome, bytes=st.result.bytes)
 
     async def _failed(self, st: ItemState, error: TransferError) -> None:
+        reason = str(error)
+        if isinstance(error, RequestTooLarge | StorageFull):
+            # Whose store is full, said in words: the status alone reads like a bug of ours.
+            reason = (
+                f"target {st.target.key} ({st.target_id}): storage full or quota reached: {error}"
+            )
         st.result.outcome = Outcome.FAILED
-        st.result.error = str(error)
-        st.result.retryable = error.image_retryable
-        await self._update(st, state=EntryState.FAILED, last_error=str(error))
+        st.result.error = reason
+        st.result.retryable = error.transient
+        await self._update(st, state=EntryState.FAILED, last_error=reason)
         await self._remove_empty_target(st)
         st.log.error("failed", error=str(error))
 

@@ -111,7 +111,8 @@ class ItemResult:
     attempts: int = 0
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
-    retryable: bool = False  # the last error was transient: a later run may well succeed
+    #: The last error was transient (network, timeout, 5xx, 429): a later run may well succeed.
+    retryable: bool = False
     md5: str | None = None
     sha512: str | None = None
 

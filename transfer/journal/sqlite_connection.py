@@ -122,16 +122,21 @@ class SqliteConnection:
             conn.execute("PRAGMA foreign_keys=ON")
             self._conn = conn
             self._migrate()
-        except sqlite3.OperationalError as exc:
-            # I/O trouble (a full or read-only disk), not a foreign file.
-            conn.close()
-            self._conn = None
-            raise JournalError(
-                f"journal {path}: cannot use it: {exc} (is its disk full or read-only?)"
-            ) from None
         except sqlite3.DatabaseError as exc:
+            damage = _damage(conn, exc)
             conn.close()
             self._conn = None
+            if damage is not None:
+                raise JournalError(
+                    f"journal {path} is damaged ({damage}): move it aside (for example to "
+                    f"{path.name}.damaged) and run again; the markers on the targets let the "
+                    "next run adopt what was already copied, without duplicates"
+                ) from None
+            if isinstance(exc, sqlite3.OperationalError):
+                # I/O trouble (a full or read-only disk), not a foreign file.
+                raise JournalError(
+                    f"journal {path}: cannot use it: {exc} (is its disk full or read-only?)"
+                ) from None
             raise JournalError(f"journal {path}: not an image-transfer journal ({exc})") from None
         except BaseException:
             conn.close()
@@ -184,3 +189,19 @@ class SqliteConnection:
             )
         for number in range(version + 1, known + 1):
             self._write(functools.partial(self._apply, number=number))
+
+
+def _damage(conn: sqlite3.Connection, error: sqlite3.DatabaseError) -> str | None:
+    """What is damaged in an SQLite file that failed to open as a journal, or None when it is
+    sound (then the error is the disk's, or the file is not a journal at all)."""
+    text = str(error)
+    if "malformed" in text or "already exists" in text:
+        # Pages lost, or the schema disagrees with the record of its migrations.
+        return text
+    try:
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        # Unreadable (a full or failing disk) or not SQLite at all: no proof of damage.
+        return str(exc) if "malformed" in str(exc) else None
+    found = [str(row[0]) for row in rows if str(row[0]) != "ok"]
+    return "; ".join(found[:3]) if found else None
