@@ -235,3 +235,32 @@ async def test_bad_lease_settings_are_one_clear_line_and_exit_code_2_on_a_local_
         assert re.search(pattern, lines[0]), (case, lines[0])
     assert emu.counters("KR1")["requests"].get("create", 0) == 0
     assert emu.counters("KR2")["requests"].get("create", 0) == 0
+
+
+async def test_bytes_that_never_verify_and_a_full_store_are_exit_1_not_run_again_later(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    [image] = await seed_many(emu, [MiB])
+    config = write_config(tmp_path, emu, job_toml(targets=[("dst", "KR1")], retries=2))
+    report = tmp_path / "report.json"
+    run = ("run", "-c", str(config), "--no-progress", "--report", str(report))
+
+    emu.set_faults(corrupt_downloads=100)  # a link that corrupts every download
+    corrupted = await cli(*run, env=environment())
+    assert corrupted.code == 1, corrupted.out + corrupted.err
+    [item] = json.loads(report.read_text())["items"]
+    assert item["outcome"] == "failed" and item["retryable"] is False
+    source_md5 = emu.image_record("KR1", image)["checksum"]
+    assert "checksum" in item["error"] and source_md5 in item["error"], item["error"]
+
+    emu.set_faults(
+        corrupt_downloads=0, error_rate=1.0, error_routes={"upload"}, error_statuses=(507,)
+    )
+    full = await cli(*run, env=environment())
+    assert full.code == 1, full.out + full.err
+    [item] = json.loads(report.read_text())["items"]
+    assert item["outcome"] == "failed" and item["retryable"] is False
+    assert item["error"].startswith("target dst/KR1 ("), item["error"]
+    assert "storage full or quota reached" in item["error"] and "507" in item["error"]
+    # Neither the client nor another attempt repeats an upload into a full store.
+    assert emu.counters("KR1")["requests"].get("upload", 0) == uploads + 1
