@@ -253,6 +253,7 @@ async def test_bytes_that_never_verify_and_a_full_store_are_exit_1_not_run_again
     source_md5 = emu.image_record("KR1", image)["checksum"]
     assert "checksum" in item["error"] and source_md5 in item["error"], item["error"]
 
+    uploads = emu.counters("KR1")["requests"].get("upload", 0)
     emu.set_faults(
         corrupt_downloads=0, error_rate=1.0, error_routes={"upload"}, error_statuses=(507,)
     )
