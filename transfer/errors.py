@@ -26,6 +26,7 @@
     ├── ProtocolError               the server answered something that is not the API
     │                               (invalid JSON, missing fields, a foreign `next` link, ...)
     ├── IntegrityError              bytes received differ from what the source declared
+    ├── Unsettled                   a target stayed saving/uploading/importing past the wait
     ├── SpoolError                  the local spool cannot hold an image (disk space, permissions)
     ├── JournalError                the journal cannot be opened, read or written
     ├── LeaseLost                   another worker took over what this one was working on
@@ -49,12 +50,14 @@ ConnectError               yes        yes     yes           yes
 ConnectTimeout             yes        yes     yes           yes
 TlsVerificationError                                 yes
 IntegrityError                                yes
+Unsettled                  yes                yes           yes
 JobLocked                                            yes
 =========================  =========  ======  =====  =====  =========
 
-Every other class allows none of these.  One exception class is not an error but a signal:
-``TargetDiscarded`` tells the pipeline that a step deleted (or quarantined) a target that could
-not become a good copy, so the item starts again under a new generation.
+Every other class allows none of these.  Two exception classes are not errors but signals to
+the pipeline: ``TargetDiscarded`` (a step deleted or quarantined a target that could not become
+a good copy, so the item starts again under a new generation) and ``TargetSettled`` (a target
+Glance held in a transitional status was waited out, so the data steps run again).
 
 - ``retryable``: repeating the same request may succeed (the client retries it with backoff);
 - ``unsent``: the server cannot have acted on the request, so even a call that is not
@@ -230,6 +233,15 @@ class IntegrityError(TransferError):
     image_retryable = True
 
 
+class Unsettled(TransferError):
+    """Glance kept a target in a transitional status (saving, uploading, importing) for
+    longer than the job's ``settle_timeout``: it usually leaves it by itself, so this passes."""
+
+    retryable = True
+    image_retryable = True
+    transient = True
+
+
 class JournalError(TransferError):
     """The journal cannot be opened, read or written (the message names it and says why)."""
 
@@ -277,6 +289,12 @@ def api_error_class(status: int) -> type[ApiError]:
     if status >= 500:
         return ServerError
     return _BY_STATUS.get(status, ApiError)
+
+
+class TargetSettled(Exception):
+    """Not an error: the pipeline's signal that a target in a transitional status (saving,
+    uploading, importing) was waited out, so the data steps run again from its settled status
+    (``transfer.engine.steps``), without counting an attempt.  Never leaves the pipeline."""
 
 
 class TargetDiscarded(Exception):

@@ -107,10 +107,12 @@ def job_toml(
     targets: Sequence[tuple[str, str]] = (("src", "KR2"), ("dst", "KR1")),
     transfers: int = 4,
     retries: int = 3,
+    retry_backoff: str = "0.05s..0.5s",
     name: str = JOB,
     extra: str = "",
 ) -> str:
-    """One job from src/KR1 (images owned by src) to ``targets``, copying everything."""
+    """One job from src/KR1 (images owned by src) to ``targets``, copying everything (with
+    short waits between an image's attempts, unless ``retry_backoff`` says otherwise)."""
     listed = ", ".join(f'{{ cloud = "{c}", region = "{r}" }}' for c, r in targets)
     return f"""
 [[jobs]]
@@ -120,6 +122,7 @@ targets = [ {listed} ]
 transfers = {transfers}
 checkers = 8
 retries = {retries}
+retry_backoff = "{retry_backoff}"
 {extra}
 [jobs.select]
 owner = "{SRC.tenant_id}"

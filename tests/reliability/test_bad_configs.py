@@ -353,6 +353,23 @@ CASES = [
         r"jobs\[0\]\.retries: expected an integer from 1 to 100, got 2\.5$",
     ),
     Case(
+        "backoff upside down",
+        after(JOB_NAME, 'retry_backoff = "60s..2s"'),
+        r'jobs\[0\]\.retry_backoff: expected "FIRST\.\.MAX" durations like "2s\.\.60s", FIRST at '
+        r"most MAX, got '60s\.\.2s'$",
+    ),
+    Case(
+        "backoff one number",
+        after(JOB_NAME, "retry_backoff = 5"),
+        r'jobs\[0\]\.retry_backoff: expected "FIRST\.\.MAX" durations .*, got 5$',
+    ),
+    Case(
+        "settle never",
+        after(JOB_NAME, 'settle_timeout = "0s"'),
+        r'jobs\[0\]\.settle_timeout: expected a duration like "6h", "90m" or a number of '
+        r"seconds, got '0s'$",
+    ),
+    Case(
         "verify mode",
         after(JOB_NAME, 'verify = "always"'),
         r"jobs\[0\]\.verify: expected one of auto\|full, got 'always'$",

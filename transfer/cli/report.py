@@ -127,6 +127,7 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
                 "bytes": r.bytes,
                 "seconds": round(r.seconds, 3),
                 "attempts": r.attempts,
+                "waited": round(r.waited, 3),
                 "md5": r.md5,
                 "sha512": r.sha512,
                 "warnings": r.warnings,

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from transfer.bandwidth import Timetable, parse_bwlimit
-from transfer.config.settings import Secret, suggestion
+from transfer.config.settings import Backoff, Secret, suggestion
 from transfer.errors import ConfigError
 
 # Names end up in journal keys, marker properties and "cloud/REGION" target keys.
@@ -242,6 +242,24 @@ class Checks:
             )
             return None
         return seconds
+
+    def backoff(self, table: Mapping[str, Any], key: str, where: str) -> Backoff | None:
+        """``"FIRST..CAP"``, two durations (``"2s..60s"``; ``"0s..0s"`` for none)."""
+        value = table.get(key)
+        if value is None:
+            return None
+        first = cap = None
+        if isinstance(value, str) and value.count("..") == 1:
+            low, high = value.split("..")
+            first, cap = parse_duration(low), parse_duration(high)
+        if first is None or cap is None or not 0 <= first <= cap < inf:
+            self.problem(
+                join(where, key),
+                f'expected "FIRST..MAX" durations like "2s..60s", FIRST at most MAX, got '
+                f"{got(value)}",
+            )
+            return None
+        return Backoff(first, cap)
 
     def positive_number(self, table: Mapping[str, Any], key: str, where: str) -> float | None:
         value = table.get(key)

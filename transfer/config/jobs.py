@@ -14,6 +14,7 @@ from transfer.config.clouds import CloudDraft, no_such_cloud
 from transfer.config.settings import (
     OS_TYPES,
     VISIBILITIES,
+    Backoff,
     CopyConfig,
     Endpoint,
     JobConfig,
@@ -78,6 +79,8 @@ class JobReader:
         transfers = checks.integer(body, "transfers", where, low=1, high=64, default=4)
         checkers = checks.integer(body, "checkers", where, low=1, high=256, default=8)
         retries = checks.integer(body, "retries", where, low=1, high=100, default=3)
+        retry_backoff = checks.backoff(body, "retry_backoff", where) or Backoff()
+        settle_timeout = checks.duration(body, "settle_timeout", where)
         verify = checks.choice(body, "verify", where, VerifyMode, VerifyMode.AUTO)
         on_mismatch = checks.choice(
             body, "on_mismatch", where, MismatchAction, MismatchAction.DELETE
@@ -102,6 +105,8 @@ class JobReader:
             transfers=transfers or 4,
             checkers=checkers or 8,
             retries=retries or 3,
+            retry_backoff=retry_backoff,
+            settle_timeout=120.0 if settle_timeout is None else settle_timeout,
             verify=verify,
             on_mismatch=on_mismatch,
             spool=spool,

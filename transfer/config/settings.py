@@ -311,6 +311,25 @@ class CopyConfig:
         return any(fnmatch.fnmatchcase(key, glob) for glob in self.exclude_properties)
 
 
+@dataclass(frozen=True)
+class Backoff:
+    """How long one image waits before its next attempt: exponential from ``first`` seconds,
+    at most ``cap``, with full jitter (a uniform draw below that bound), and never less than a
+    ``Retry-After`` the last error carried (``retry_backoff = "2s..60s"``); a stop or the
+    job's ``max_duration`` cuts any wait short."""
+
+    first: float = 2.0
+    cap: float = 60.0
+
+    def delay(self, failures: int, draw: float, retry_after: float | None = None) -> float:
+        """The wait after the ``failures``-th failed attempt (1, 2, ...); ``draw`` in [0, 1)."""
+        bound = min(self.cap, self.first * 2.0 ** max(0, failures - 1))
+        return float(max(bound * draw, retry_after or 0.0))
+
+    def __str__(self) -> str:
+        return f"{self.first:g}s..{self.cap:g}s"
+
+
 @dataclass(frozen=True, kw_only=True)
 class JobConfig:
     name: str
@@ -319,6 +338,9 @@ class JobConfig:
     transfers: int = 4
     checkers: int = 8
     retries: int = 3
+    retry_backoff: Backoff = field(default_factory=Backoff)  # between one image's attempts
+    #: Seconds to wait for Glance to take a target out of saving/uploading/importing by itself.
+    settle_timeout: float = 120.0
     verify: VerifyMode = VerifyMode.AUTO
     on_mismatch: MismatchAction = MismatchAction.DELETE
     spool: SpoolMode = SpoolMode.OFF

@@ -5,14 +5,20 @@ job's per-image retry budget.
 themselves are ``transfer.engine.steps``).  The journal records each step's start and end before
 the next step begins, so a run killed at any line resumes from what was finished; every step is
 idempotent, so running the pipeline again converges instead of duplicating.  A failed attempt
-is retried when its error says another attempt may help (``TransferError.image_retryable``), and
-the retry re-examines the target from scratch, bytes included.
+is retried when its error says another attempt may help (``TransferError.image_retryable``),
+after the job's ``retry_backoff`` (exponential, full jitter, at least any ``Retry-After``; the
+scheduler lends the image's transfer slot to another image meanwhile), and the retry
+re-examines the target from scratch, bytes included.  A target Glance is still settling is
+waited out without counting an attempt.
 """
 
 from __future__ import annotations
 
+import random
 import time
+from collections.abc import Awaitable, Callable
 
+import anyio
 import structlog
 
 from transfer.cloud.client import ImageClient
@@ -28,7 +34,9 @@ from transfer.errors import (
     RequestTooLarge,
     StorageFull,
     TargetDiscarded,
+    TargetSettled,
     TransferError,
+    Unsettled,
 )
 from transfer.journal.records import Claim, EntryState, Step
 from transfer.metadata import DesiredTarget
@@ -38,16 +46,33 @@ log = structlog.get_logger("transfer.engine.pipeline")
 
 #: How many fresh generations one attempt may make before giving up (each needs a delete).
 MAX_GENERATIONS_PER_ATTEMPT = 3
+#: How many times one attempt waits out a target Glance was still settling.
+MAX_SETTLES_PER_ATTEMPT = 5
 #: The steps that move and prove the bytes, then those that bring the metadata in line.
 DATA_STEPS = (Step.CREATE, Step.UPLOAD, Step.VERIFY)
 METADATA_STEPS = (Step.TAGS, Step.PROPERTIES, Step.SHARE, Step.ACCEPT, Step.PROTECT)
 
 
+async def _sleep(seconds: float) -> bool:
+    await anyio.sleep(seconds)
+    return True
+
+
 class Pipeline:
     """Runs the steps for the items of one job run."""
 
-    def __init__(self, *, steps: Steps, run_id: int, source: ImageClient) -> None:
+    def __init__(
+        self,
+        *,
+        steps: Steps,
+        run_id: int,
+        source: ImageClient,
+        pause: Callable[[float], Awaitable[bool]] | None = None,
+    ) -> None:
         self.steps = steps
+        #: How an image waits between attempts: ``pause(seconds)`` returns False when the run
+        #: stopped meanwhile (the scheduler's, which lends the image's slot to another).
+        self.pause = pause or _sleep
         self.job = steps.job
         self.journal = steps.journal
         self.run_id = run_id
@@ -61,6 +86,7 @@ class Pipeline:
         feed: Feed | None = None,
         *,
         claim: Claim | None = None,
+        pause: Callable[[float], Awaitable[bool]] | None = None,
     ) -> ItemResult:
         """Bring one target in line with its source, with the job's per-image retry budget.
 
@@ -70,7 +96,8 @@ class Pipeline:
         With a ``claim`` (from a shared journal) the item's journal entry exists and the
         claim's target identity is the one to work on; every journal write carries its epoch,
         and once one is refused (another worker took the item over) this worker stops at once:
-        no more writes, no clean-up, the item is handed over.
+        no more writes, no clean-up, the item is handed over.  ``pause`` is how the item waits
+        between attempts (default: the pipeline's).
         """
         src = item.source
         assert src is not None
@@ -99,7 +126,10 @@ class Pipeline:
             if claim is not None and (claim.taken_over or item.target_id != claim.target_id):
                 await self.steps.remove_orphans(st)
             error = await self._attempts(
-                st, attempts, data_needed=item.code in (Code.COPY, Code.REPAIR)
+                st,
+                attempts,
+                data_needed=item.code in (Code.COPY, Code.REPAIR),
+                pause=pause or self.pause,
             )
             st.result.seconds = time.monotonic() - started
             st.result.target_id = st.target_id
@@ -124,32 +154,70 @@ class Pipeline:
         st.log.warning("handed over", reason=reason)
 
     async def _attempts(
-        self, st: ItemState, attempts_before: int, *, data_needed: bool
+        self,
+        st: ItemState,
+        attempts_before: int,
+        *,
+        data_needed: bool,
+        pause: Callable[[float], Awaitable[bool]],
     ) -> TransferError | None:
-        """Up to ``retries`` attempts; the last error, or None once one succeeded."""
+        """Up to ``retries`` attempts, spaced by the job's backoff; the last error, or None
+        once one succeeded."""
         last_error: TransferError | None = None
         for attempt in range(1, self.job.retries + 1):
+            waited = last_error is None or await self._wait_before(st, attempt, last_error, pause)
+            if not waited:
+                return last_error  # stopped (a signal, the deadline) while waiting
             st.result.attempts = attempt
             await self._update(st, state=EntryState.RUNNING, attempts=attempts_before + attempt)
             try:
-                try:
-                    await self._attempt(st, data_needed=data_needed)
-                finally:
-                    st.feed.release(st.target.key)
+                await self._settling(st, data_needed=data_needed)
             except (LeaseLost, JournalError):
                 raise  # nothing more to write: the pipeline's caller decides
             except TransferError as exc:
                 last_error = exc
-                retry = exc.image_retryable
+                retry = exc.image_retryable and not exc.fatal
                 st.log.warning("attempt failed", attempt=attempt, error=str(exc), will_retry=retry)
                 await self._update(st, last_error=str(exc))
-                if not retry or exc.fatal:
+                if not retry:
                     return last_error
                 # A retry re-examines the target from scratch, bytes included.
                 data_needed = True
             else:
                 return None
         return last_error
+
+    async def _settling(self, st: ItemState, *, data_needed: bool) -> None:
+        """One attempt; a target that Glance was still settling is waited out (in the steps)
+        and the attempt run again from its settled status, without counting one more."""
+        for _ in range(MAX_SETTLES_PER_ATTEMPT):
+            try:
+                try:
+                    await self._attempt(st, data_needed=data_needed)
+                finally:
+                    st.feed.release(st.target.key)
+                return
+            except TargetSettled:
+                data_needed = True
+        raise Unsettled(
+            f"target {st.target_id} was still changing after {MAX_SETTLES_PER_ATTEMPT} waits"
+        )
+
+    async def _wait_before(
+        self,
+        st: ItemState,
+        attempt: int,
+        error: TransferError,
+        pause: Callable[[float], Awaitable[bool]],
+    ) -> bool:
+        """The backoff before attempt ``attempt``; False when the run stopped meanwhile."""
+        retry_after = getattr(error, "retry_after", None)
+        seconds = self.job.retry_backoff.delay(attempt - 1, random.random(), retry_after)
+        st.log.info("waiting before the next attempt", attempt=attempt, seconds=round(seconds, 2))
+        started = time.monotonic()
+        going_on = await pause(seconds)
+        st.result.waited += time.monotonic() - started
+        return going_on
 
     async def _succeeded(self, st: ItemState, code: Code) -> None:
         outcome = SUCCESS_BY_CODE.get(code, Outcome.IN_SYNC)

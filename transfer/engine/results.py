@@ -109,6 +109,7 @@ class ItemResult:
     bytes: int = 0
     seconds: float = 0.0
     attempts: int = 0
+    waited: float = 0.0  # seconds spent in backoff between attempts
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     #: The last error was transient (network, timeout, 5xx, 429): a later run may well succeed.

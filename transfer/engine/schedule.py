@@ -35,6 +35,7 @@ from transfer.engine.leases import ItemLease, LeaseKeeper
 from transfer.engine.pipeline import Pipeline
 from transfer.engine.planning import JobPlan, by_source, item_key
 from transfer.engine.results import ActiveTransfer, ItemResult, Outcome, Progress
+from transfer.engine.slots import ImageSlot, TargetSlot, TransferSlots
 from transfer.engine.spool import SpoolArea
 from transfer.errors import JournalError, LeaseLost, TransferError
 from transfer.journal import Journal
@@ -77,7 +78,9 @@ class ItemRunner:
         self.results.append(result)
         self.progress.finished(result)
 
-    async def run_item(self, item: PlanItem, feed: Feed | None) -> ItemResult:
+    async def run_item(
+        self, item: PlanItem, feed: Feed | None, slot: ImageSlot | None = None
+    ) -> ItemResult:
         """One item through the pipeline; its trouble (the journal's, or a bug's) is its own.
 
         An item claimed from a shared journal runs under its lease: the lease guards its calls
@@ -91,16 +94,20 @@ class ItemRunner:
             name=name, target=item.target_key, total=item.source.size or 0
         )
         guarded = CALL_GUARD.set(lease)
+        held = slot.target() if slot is not None else None
         try:
             with anyio.CancelScope() as scope:
                 if lease is not None:
                     lease.watch(scope)
+                if held is not None:
+                    await held.enter()
                 result = await self.pipeline.run_item(
                     item,
                     self.plan.targets[item.target_key],
                     self.plan.desired[key],
                     feed,
                     claim=lease.claim if lease is not None else None,
+                    pause=self._pause(held),
                 )
             if scope.cancelled_caught:
                 why = "lost" if lease is not None and lease.lost else "not renewed in time"
@@ -118,6 +125,8 @@ class ItemRunner:
             if isinstance(exc, TransferError) and exc.fatal:
                 self.stop.set()
         finally:
+            if held is not None:
+                held.leave()
             CALL_GUARD.reset(guarded)
             self.progress.active.pop(key, None)
             if feed is not None:
@@ -125,14 +134,30 @@ class ItemRunner:
         self.record(result)
         return result
 
-    async def run_group(self, group: Sequence[PlanItem]) -> None:
-        """Every target of one source image at once, from one feed of its bytes."""
+    def _pause(self, held: TargetSlot | None) -> Callable[[float], Awaitable[bool]]:
+        """How one target waits between its attempts: out of its image's transfer slot, until
+        the time is up or the run stops (then False)."""
+
+        async def pause(seconds: float) -> bool:
+            if held is not None:
+                held.leave()
+            with anyio.move_on_after(seconds):
+                await self.stop.wait()
+            if held is not None:
+                await held.enter()
+            return not self.stop.is_set()
+
+        return pause
+
+    async def run_group(self, group: Sequence[PlanItem], slot: ImageSlot | None = None) -> None:
+        """Every target of one source image at once, from one feed of its bytes, in the
+        image's transfer ``slot``."""
         source = group[0].source
         assert source is not None
         outcomes: list[ItemResult] = []
 
         async def one(item: PlanItem, feed: Feed) -> None:
-            outcomes.append(await self.run_item(item, feed))
+            outcomes.append(await self.run_item(item, feed, slot))
 
         try:
             regions = {i.target_key: self.plan.targets[i.target_key].region for i in group}
@@ -165,19 +190,29 @@ class LocalScheduler:
         self.runner = runner
         self.groups = by_source([i for i in work if i.code in (Code.COPY, Code.REPAIR)])
         self.metadata = [i for i in work if i.code is Code.UPDATE]
-        self.transfers = transfers
+        self.slots = TransferSlots(transfers)
         self.checkers = checkers
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
-            for _ in range(min(self.transfers, len(self.groups))):
-                tg.start_soon(self._transfer)
             for _ in range(min(self.checkers, len(self.metadata))):
                 tg.start_soon(self._check)
+            while self.groups and not self.runner.stop.is_set():
+                ready = anyio.Event()
+                tg.start_soon(self._transfer, ready)
+                await ready.wait()
 
-    async def _transfer(self) -> None:
-        while self.groups and not self.runner.stop.is_set():
-            await self.runner.run_group(self.groups.pop(0))
+    async def _transfer(self, ready: anyio.Event) -> None:
+        """The next image, once a slot is free (``ready``: it has one, or there is none)."""
+        try:
+            async with self.slots.image() as slot:
+                if not self.groups or self.runner.stop.is_set():
+                    return
+                group = self.groups.pop(0)
+                ready.set()
+                await self.runner.run_group(group, slot)
+        finally:
+            ready.set()
 
     async def _check(self) -> None:
         while self.metadata and not self.runner.stop.is_set():
@@ -217,6 +252,7 @@ class ClaimingScheduler:
         self.journal = journal
         self.ticket = ticket
         self.leases = LeaseKeeper(queue, job=runner.plan.job.name, worker=worker, terms=terms)
+        self.slots = TransferSlots(runner.plan.job.transfers)
         # The runner runs each claimed item under its lease.
         runner.leases = self.leases
         #: This worker's own view of every pair of a source (work and in sync alike; not the
@@ -230,8 +266,13 @@ class ClaimingScheduler:
         async with anyio.create_task_group() as outer:
             outer.start_soon(self.leases.renew_forever)
             async with anyio.create_task_group() as tg:
-                for _ in range(self.runner.plan.job.transfers):
-                    tg.start_soon(self._claim_and_work)
+                while not self.runner.stop.is_set():
+                    ready = anyio.Event()
+                    outcome: list[bool] = []
+                    tg.start_soon(self._claim_and_work, ready, outcome)
+                    await ready.wait()
+                    if outcome == [False]:
+                        break  # the plan has nothing open left
             outer.cancel_scope.cancel()
         queue = self.leases.queue
         status = await self._journal(queue.plan_status, self.leases.job, self.ticket.plan_id)
@@ -239,25 +280,35 @@ class ClaimingScheduler:
             mine = sum(1 for r in self.runner.results if r.outcome is Outcome.FAILED)
             self.failed_elsewhere = max(0, status.failed - mine)
 
-    async def _claim_and_work(self) -> None:
+    async def _claim_and_work(self, ready: anyio.Event, outcome: list[bool]) -> None:
+        """Once a transfer slot is free, claim the next items and work them in it; ``ready``
+        is set once the claim is made (``outcome``: whether there may be more to claim)."""
         queue, job = self.leases.queue, self.leases.job
         targets = len(self.runner.plan.job.targets)
-        while not self.runner.stop.is_set():
-            leases = await self._journal(self.leases.claim, max(1, targets), self.ticket.plan_id)
-            if leases is None:
-                continue
-            if not leases:
-                status = await self._journal(queue.plan_status, job, self.ticket.plan_id)
-                if status is not None and status.open == 0:
+        try:
+            async with self.slots.image() as slot:
+                leases = await self._journal(
+                    self.leases.claim, max(1, targets), self.ticket.plan_id
+                )
+                if not leases:
+                    if leases is not None:
+                        status = await self._journal(queue.plan_status, job, self.ticket.plan_id)
+                        if status is not None and status.open == 0:
+                            outcome.append(False)
+                            return
+                        # Others hold the rest: wait, and take over what a dead worker leaves.
+                        await anyio.sleep(min(self.leases.terms.lease_seconds / 4, 0.5))
+                    outcome.append(True)
                     return
-                # Others hold the rest: wait, and take over whatever a dead worker leaves.
-                await anyio.sleep(min(self.leases.terms.lease_seconds / 4, 0.5))
-                continue
-            try:
-                await self._work(leases)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await self.leases.release(leases)
+                outcome.append(True)
+                ready.set()
+                try:
+                    await self._work(leases, slot)
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self.leases.release(leases)
+        finally:
+            ready.set()
 
     async def _journal(
         self, call: Callable[_P, Awaitable[_T]], *args: _P.args, **kwargs: _P.kwargs
@@ -282,7 +333,7 @@ class ClaimingScheduler:
         await anyio.sleep(min(2.0, self.leases.terms.renew))
         return None
 
-    async def _work(self, leases: Sequence[ItemLease]) -> None:
+    async def _work(self, leases: Sequence[ItemLease], slot: ImageSlot) -> None:
         work: list[PlanItem] = []
         for lease in leases:
             own = self.own.get(lease.key)
@@ -303,10 +354,10 @@ class ClaimingScheduler:
                 continue
             work.append(adopted(own, lease.claim))
         for group in by_source([i for i in work if i.code is not Code.UPDATE]):
-            await self.runner.run_group(group)
+            await self.runner.run_group(group, slot)
         for item in work:
             if item.code is Code.UPDATE:
-                await self.runner.run_item(item, None)
+                await self.runner.run_item(item, None, slot)
 
 
 def adopted(own: PlanItem, claim: Claim) -> PlanItem:

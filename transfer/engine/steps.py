@@ -7,9 +7,13 @@ converges instead of duplicating:
 
 - the target's id is deterministic (``metadata.target_image_id``): a create that reached the
   server before a crash is found by a GET on that id and adopted, or answers 409;
-- a target left ``queued`` is uploaded again; one left ``saving``/``killed``, or whose bytes do not
-  match the source, is deleted (or quarantined) and replaced by a new generation (Glance keeps
-  deleted ids reserved, so the next generation gets a new deterministic id): ``TargetDiscarded``.
+- a target in a status Glance leaves by itself (``saving``, ``uploading``, ``importing``), or a
+  409 caused by one, is waited out first (``settle``, bounded by ``settle_timeout``), and the
+  data steps run again from its settled status (``TargetSettled``);
+- a target left ``queued`` is uploaded again; one left ``killed`` (or still ``saving`` after the
+  wait), or whose bytes do not match the source, is deleted (or quarantined) and replaced by a
+  new generation (Glance keeps deleted ids reserved, so the next generation gets a new
+  deterministic id): ``TargetDiscarded``.
 
 The upload reads its bytes from a ``Feed`` (``transfer.engine.feeds``): the source directly, a
 download shared with the image's other targets, or a spool file.  The feed checks the bytes on
@@ -25,6 +29,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import anyio
+
 from transfer.cloud.client import ImageClient
 from transfer.config.settings import JobConfig, MismatchAction
 from transfer.engine.feeds import Feed
@@ -38,6 +44,8 @@ from transfer.errors import (
     IntegrityError,
     NotFound,
     TargetDiscarded,
+    TargetSettled,
+    Unsettled,
 )
 from transfer.journal import Journal
 from transfer.journal.records import Step
@@ -53,6 +61,8 @@ from transfer.streams import TokenBucket, counted, throttled
 
 #: Statuses of a half-made target that cannot take an upload: replaced by a new generation.
 BROKEN_STATUSES = frozenset({"saving", "killed", "deactivated", "uploading", "importing"})
+#: Statuses Glance leaves by itself (an upload or import in progress): waited out first.
+TRANSITIONAL_STATUSES = frozenset({"saving", "uploading", "importing"})
 QUARANTINE_TAG = "image-transfer-quarantine"
 #: Generations past the journaled one that a takeover also looks for (ids a holder that lost
 #: the item may have moved on to).
@@ -123,6 +133,8 @@ class Steps:
         except NotFound:
             image = None
         if image is not None:
+            if image.status in TRANSITIONAL_STATUSES:
+                image = await self.settle(st, image)  # Glance finishes or undoes it by itself
             if image.status in GONE_STATUSES:
                 await self.next_generation(st, f"target {image.id} is {image.status}")
             if image.status in BROKEN_STATUSES:
@@ -178,8 +190,12 @@ class Steps:
                 await client.update_image(
                     image.id, [{"op": "replace", "path": "/protected", "value": False}]
                 )
-            with contextlib.suppress(NotFound):
+            try:
                 await client.delete_image(image.id)
+            except NotFound:
+                pass
+            except Conflict as exc:
+                await self.wait_out(st, exc)
             st.result.warnings.append(f"deleted target {image.id}: {reason}")
         st.log.warning("discarded target", target_id=image.id, reason=reason)
         await self.next_generation(st, reason)
@@ -202,7 +218,10 @@ class Steps:
             if self.bucket is not None:
                 chunks = throttled(chunks, self.bucket)
             chunks = counted(chunks, self._counter(st))
-            await st.target.client.upload_image(st.target_id, chunks, size=body.size)
+            try:
+                await st.target.client.upload_image(st.target_id, chunks, size=body.size)
+            except Conflict as exc:
+                await self.wait_out(st, exc)
         st.hashes = await body.digests()
         st.uploaded = True
         st.result.md5 = st.hashes.get("md5")
@@ -331,6 +350,42 @@ class Steps:
             image.id, [{"op": "replace", "path": "/protected", "value": st.desired.protected}]
         )
         return {"protected": st.desired.protected}
+
+    # -- Glance's transitional statuses -----------------------------------------------------
+
+    async def settle(self, st: ItemState, image: Image) -> Image:
+        """Poll a target in a transitional status, with backoff, until Glance leaves it by
+        itself (a dropped upload goes back to ``queued``, a finished one to ``active``, a failed
+        one to ``killed``), for at most the job's ``settle_timeout``; the last image seen."""
+        give_up = anyio.current_time() + self.job.settle_timeout
+        delay = 0.25
+        while image.status in TRANSITIONAL_STATUSES:
+            left = give_up - anyio.current_time()
+            if left <= 0:
+                break
+            st.log.info("waiting for the target to settle", target_id=image.id, status=image.status)
+            await anyio.sleep(min(delay, left))
+            delay = min(delay * 2, 5.0)
+            image = await st.target.client.get_image(image.id)
+        return image
+
+    async def wait_out(self, st: ItemState, refusal: Conflict) -> None:
+        """A 409 for a target in a transitional status is not a failure: wait until it settles,
+        then run the data steps again from there (``TargetSettled``).  Any other 409 stands."""
+        try:
+            image = await st.target.client.get_image(st.target_id)
+        except NotFound:
+            raise refusal from None
+        if image.status not in TRANSITIONAL_STATUSES:
+            raise refusal
+        settled = await self.settle(st, image)
+        if settled.status in TRANSITIONAL_STATUSES:
+            raise Unsettled(
+                f"target {image.id} stayed {settled.status} for {self.job.settle_timeout:g} s "
+                f"(settle_timeout) after: {refusal}"
+            ) from None
+        st.log.info("target settled", target_id=image.id, status=settled.status)
+        raise TargetSettled(f"{image.id} went from {image.status} to {settled.status}")
 
     # -- takeover --------------------------------------------------------------------------
 

@@ -1,0 +1,89 @@
+"""Transfer slots: how many source images move bytes at once (the job's ``transfers``).
+
+A source image (all its targets together) takes a slot when it starts and holds it while any of
+its targets is inside an attempt.  While every one of them waits for its next attempt (the
+job's ``retry_backoff``), the image gives the slot back, so another image uses the link; it
+takes a slot again before the next attempt.  The images under way, waiting ones included, are
+bounded too (``UNDER_WAY_PER_SLOT`` per slot), so a cloud that fails everything does not open
+every image of the job at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+
+#: Images under way (moving bytes or waiting to retry) per transfer slot, at most.
+UNDER_WAY_PER_SLOT = 4
+
+
+class TransferSlots:
+    """The job's ``transfers`` slots, and the bound on the images under way."""
+
+    def __init__(self, transfers: int) -> None:
+        self._slots = anyio.Semaphore(transfers)
+        self._under_way = anyio.Semaphore(UNDER_WAY_PER_SLOT * transfers)
+
+    @asynccontextmanager
+    async def image(self) -> AsyncIterator[ImageSlot]:
+        """A slot for one more image (waiting until one is free); given back at the end."""
+        async with self._under_way:
+            await self._slots.acquire()
+            slot = ImageSlot(self._slots)
+            try:
+                yield slot
+            finally:
+                slot.close()
+
+
+class ImageSlot:
+    """One image's hold on a slot: held while any of its targets is inside an attempt."""
+
+    def __init__(self, slots: anyio.Semaphore) -> None:
+        self._slots = slots
+        self._held = True
+        self._inside = 0
+        self._lock = anyio.Lock()
+
+    def target(self) -> TargetSlot:
+        """The part of one of the image's targets."""
+        return TargetSlot(self)
+
+    async def admit(self) -> None:
+        """One more target inside an attempt: take the slot again if it was given back."""
+        async with self._lock:
+            if not self._held:
+                await self._slots.acquire()
+                self._held = True
+            self._inside += 1
+
+    def dismiss(self) -> None:
+        """One target fewer inside an attempt: the last one out gives the slot back."""
+        self._inside -= 1
+        if self._inside == 0:
+            self.close()
+
+    def close(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
+
+
+class TargetSlot:
+    """One target of an image, inside an attempt or not."""
+
+    def __init__(self, image: ImageSlot) -> None:
+        self._image = image
+        self._inside = False
+
+    async def enter(self) -> None:
+        if not self._inside:
+            await self._image.admit()
+            self._inside = True
+
+    def leave(self) -> None:
+        if self._inside:
+            self._inside = False
+            self._image.dismiss()
