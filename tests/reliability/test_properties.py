@@ -294,7 +294,10 @@ def with_dst_secret(key: str, value: Any) -> dict[str, Any]:
 @st.composite
 def near_valid(draw: st.DrawFn) -> dict[str, Any]:
     document: dict[str, Any] = deepcopy(VALID)
-    values = st.one_of(st.sampled_from(PLAUSIBLE), junk)
+    # Copies: a sampled list or table put into the document and then appended to must not
+    # change PLAUSIBLE itself (generation would depend on earlier examples, and a list could
+    # end up inside itself).
+    values = st.one_of(st.sampled_from(PLAUSIBLE), junk).map(deepcopy)
     if draw(st.booleans()):
         # Where a secret comes from is the likeliest thing to get wrong: vary it often.
         document = with_dst_secret(*draw(SECRET_SOURCES))
