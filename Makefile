@@ -36,10 +36,13 @@ emulator: $(STAMP)
 interop: $(STAMP)
 	$(BIN)/python -m pytest -q tests/interop
 
-# The full chaos soak (a short variant runs in `make test`); SEED=N replays a run.
+# The chaos soaks (short variants run in `make test`): the emulator's (SEED=N replays it), then
+# real Glance behind fault proxies for SEEDS (10 seeds in a row; `--seed N` replays one).
 SEED ?= 1
+SEEDS ?= 1-10
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak.driver --seed $(SEED)
+	$(BIN)/python -m tests.interop.chaos --seeds $(SEEDS)
 
 # The several-workers fault scenarios (tests/hosts) with eight seeds instead of two.
 soak-workers: $(STAMP)
