@@ -123,7 +123,8 @@ class Pipeline:
         try:
             if target_id is None:
                 await self._update(st, target_id=st.target_id)
-            if claim is not None and (claim.taken_over or item.target_id != claim.target_id):
+            if claim is not None and claim.taken_over:
+                # A holder that lost the item may have left a target beside the journal's.
                 await self.steps.remove_orphans(st)
             error = await self._attempts(
                 st,

@@ -287,6 +287,9 @@ class ClaimingScheduler:
         targets = len(self.runner.plan.job.targets)
         try:
             async with self.slots.image() as slot:
+                if self.runner.stop.is_set():  # stopped while this waited for a slot
+                    outcome.append(False)
+                    return
                 leases = await self._journal(
                     self.leases.claim, max(1, targets), self.ticket.plan_id
                 )
