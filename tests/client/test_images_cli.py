@@ -273,3 +273,42 @@ password_env = "SRC_PW"
     assert code == 2 and "no cloud named 'srcc'" in err and "did you mean 'src'" in err
     code, _, err = run(capsys, "-c", str(config), "--region", "KR1", "list")
     assert code == 2 and "--config and --cloud go together" in err
+
+
+def test_a_token_with_one_endpoint_needs_no_region(
+    cloud: EmulatorThread,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    emu = cloud.emu
+    src = emu.tenant("demo-src")
+    image_id = cloud.call(emu.seed_image("KR2", src.tenant_id, data=b"x", name="one-endpoint"))
+    for name in (
+        "OS_AUTH_URL",
+        "OS_USERNAME",
+        "OS_PASSWORD",
+        "OS_TENANT_ID",
+        "OS_REGION_NAME",
+        "OS_IMAGE_URL",
+        "OS_AUTH_TOKEN",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SRC_TOKEN", emu.issue_token(src.tenant_id))
+    endpoint = f"KR2={emu.regions['KR2']}"
+    code, out, err = run(
+        capsys, "--token-env", "SRC_TOKEN", "--endpoint", endpoint, "show", image_id, "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["name"] == "one-endpoint"
+    # With two endpoints the region must be named, and the message says which there are.
+    code, _, err = run(
+        capsys,
+        "--token-env",
+        "SRC_TOKEN",
+        "--endpoint",
+        endpoint,
+        "--endpoint",
+        f"KR1={emu.regions['KR1']}",
+        "list",
+    )
+    assert code == 2 and "no region: pass --region, one of the endpoints' regions: KR1, KR2" in err

@@ -276,11 +276,23 @@ def _region(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
     return _first(_opt(args, "region"), env.get("OS_REGION_NAME"))
 
 
-def region_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+def region_from_args(
+    args: argparse.Namespace, env: Mapping[str, str], credentials: Credentials | None = None
+) -> str:
+    """``--region``, else ``OS_REGION_NAME``, else the one region a pre-issued token's
+    endpoints name (a token with a single ``--endpoint`` needs no ``--region``)."""
     region = _region(args, env)
-    if not region:
-        raise ConfigError("no region: pass --region (for example KR1) or set OS_REGION_NAME")
-    return region
+    if region:
+        return region
+    if credentials is not None and credentials.token is not None:
+        if len(credentials.endpoints) == 1:
+            return next(iter(credentials.endpoints))
+        if credentials.endpoints:
+            raise ConfigError(
+                "no region: pass --region, one of the endpoints' regions: "
+                + ", ".join(sorted(credentials.endpoints))
+            )
+    raise ConfigError("no region: pass --region (for example KR1) or set OS_REGION_NAME")
 
 
 def _environment_as_read(env: Mapping[str, str], region: str | None) -> dict[str, str]:
@@ -386,7 +398,7 @@ def run(args: argparse.Namespace) -> int:
         credentials = load_credentials(config_path, cloud, environ=os.environ)
     else:
         credentials = credentials_from_args(args, os.environ)
-    region = region_from_args(args, os.environ)
+    region = region_from_args(args, os.environ, credentials)
     return run_with(args, credentials, region)
 
 
