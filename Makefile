@@ -44,7 +44,7 @@ soak: $(STAMP)
 	$(BIN)/python -m tests.soak.driver --seed $(SEED)
 	$(BIN)/python -m tests.interop.chaos --seeds $(SEEDS)
 
-# The several-workers fault scenarios (tests/hosts) with eight seeds instead of two.
+# The several-workers fault scenarios (tests/hosts) with eight seeds instead of one.
 soak-workers: $(STAMP)
 	IMAGE_TRANSFER_FAULT_SEEDS=1-8 $(BIN)/python -m pytest -q tests/hosts
 
