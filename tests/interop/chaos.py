@@ -59,14 +59,13 @@ from interop.environment import BuildFailed, GlanceInstall, IndexUnreachable, en
 from interop.fault_proxy import Counters, FaultProxy, Faults, proxies, total
 from interop.server import GlanceCloud, ServerFailed
 from tests.engine.helpers import MARKER, journal_entries
+from tests.interop import migration
 from tests.interop.migration import (
-    CLOUDS,
     JOB_MARKER,
     GlanceApi,
     SourceImage,
     Target,
     start_cli,
-    token_env,
 )
 
 KiB = 1 << 10
@@ -273,38 +272,15 @@ def write_config(
     directory: Path, cloud: GlanceCloud, endpoints: dict[str, str], s: Settings
 ) -> Path:
     """The engine's config in pre-issued-token mode, every endpoint a proxy's URL."""
-    parts = ['[journal]\npath = "journal.db"\n\n[log]\nlevel = "warning"\nformat = "json"\n']
-    listed = "\n".join(f'{region} = "{url}"' for region, url in sorted(endpoints.items()))
-    for name in CLOUDS:
-        parts.append(
-            f"[clouds.{name}]\n"
-            f'tenant_id = "{cloud.tenant(name).project_id}"\n'
-            f'token_env = "{token_env(name)}"\n\n'
-            f"[clouds.{name}.endpoints]\n{listed}\n"
-        )
-    targets = ", ".join(f'{{ cloud = "{t.cloud}", region = "{t.region}" }}' for t in TARGETS)
-    parts.append(
-        f"""[[jobs]]
-name = "{JOB}"
-source = {{ cloud = "src", region = "KR1" }}
-targets = [ {targets} ]
-transfers = {s.transfers}
-checkers = 4
-retries = {s.retries}
-
-[jobs.select]
-owner = "{cloud.tenant("src").project_id}"
-names = ["{JOB}-*"]
-
-[jobs.copy]
-protected = true
-members = true
-accept = true
-"""
+    return migration.write_config(
+        directory,
+        cloud,
+        JOB,
+        TARGETS,
+        endpoints=endpoints,
+        transfers=s.transfers,
+        retries=s.retries,
     )
-    path = directory / "config.toml"
-    path.write_text("\n".join(parts))
-    return path
 
 
 # -- the engine under chaos ------------------------------------------------------------------

@@ -189,18 +189,28 @@ def custom_properties(image: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def write_config(
-    directory: Path, cloud: GlanceCloud, job: str, targets: Sequence[Target], *, extra: str = ""
+    directory: Path,
+    cloud: GlanceCloud,
+    job: str,
+    targets: Sequence[Target],
+    *,
+    extra: str = "",
+    endpoints: Mapping[str, str] | None = None,
+    transfers: int = 2,
+    retries: int = 3,
 ) -> Path:
     """An engine config in pre-issued-token mode: tokens from the environment, endpoints given
-    (a pre-issued token has no service catalog)."""
+    (a pre-issued token has no service catalog): Glance's own, unless ``endpoints`` (region ->
+    URL, a fault proxy's for example) says otherwise."""
     parts = ['[journal]\npath = "journal.db"\n\n[log]\nlevel = "warning"\nformat = "json"\n']
+    urls = cloud.regions if endpoints is None else endpoints
+    listed_urls = "\n".join(f'{region} = "{url}"' for region, url in sorted(urls.items()))
     for name in CLOUDS:
-        endpoints = "\n".join(f'{region} = "{url}"' for region, url in cloud.regions.items())
         parts.append(
             f"[clouds.{name}]\n"
             f'tenant_id = "{cloud.tenant(name).project_id}"\n'
             f'token_env = "{token_env(name)}"\n\n'
-            f"[clouds.{name}.endpoints]\n{endpoints}\n"
+            f"[clouds.{name}.endpoints]\n{listed_urls}\n"
         )
     listed = ", ".join(f'{{ cloud = "{t.cloud}", region = "{t.region}" }}' for t in targets)
     parts.append(
@@ -208,9 +218,9 @@ def write_config(
 name = "{job}"
 source = {{ cloud = "src", region = "KR1" }}
 targets = [ {listed} ]
-transfers = 2
+transfers = {transfers}
 checkers = 4
-retries = 3
+retries = {retries}
 {extra}
 [jobs.select]
 owner = "{cloud.tenant("src").project_id}"
