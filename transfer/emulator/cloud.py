@@ -94,6 +94,7 @@ class Emulator:
         self._runners: list[web.AppRunner] = []
         self._executor: ThreadPoolExecutor | None = None
         self._temp_dir: Path | None = None
+        self._identity_root: str | None = None
         self._identity_url: str | None = None
         self._region_urls: dict[str, str] = {}
         self._started = False
@@ -146,6 +147,7 @@ class Emulator:
         sockets = self._bind()
         identity_sock, region_socks = sockets[0], sockets[1:]
         base = _base_url(self._host, identity_sock.getsockname()[1])
+        self._identity_root = base
         self._identity_url = base + "/v2.0"
         self._region_urls = {
             name: _base_url(self._host, sock.getsockname()[1])
@@ -181,11 +183,9 @@ class Emulator:
         app = web.Application(client_max_size=1 << 20)
         table = RouteTable(app)
         identity = IdentityService(
-            self._tenants, self._tokens, lambda: (self.identity_url, self.regions)
+            self._tenants, self._tokens, lambda: (self.identity_root, self.regions)
         )
-        table.add("POST", "/v2.0/tokens", identity.issue_token, "token")
-        app.router.add_get("/v2.0", identity.versions, allow_head=False)
-        app.router.add_get("/v2.0/", identity.versions, allow_head=False)
+        identity.add_routes(table)
         self._admin().add_routes(app)
         app.middlewares.append(
             request_middleware(table, self._identity_counters, self._injector, keystone_errors=True)
@@ -225,6 +225,18 @@ class Emulator:
         self._require_started()
         assert self._identity_url is not None
         return self._identity_url
+
+    @property
+    def identity_root(self) -> str:
+        """The identity service's address without a version (its version discovery)."""
+        self._require_started()
+        assert self._identity_root is not None
+        return self._identity_root
+
+    @property
+    def identity_v3_url(self) -> str:
+        """The Keystone v3 address (``.../v3``) beside v2.0's ``identity_url``."""
+        return self.identity_root + "/v3"
 
     @property
     def regions(self) -> dict[str, str]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from transfer.emulator.middleware import RouteTable
 from transfer.emulator.responses import HttpError, format_time, json_response
 
 _TENANT_NAMESPACE = uuid.UUID("6f1c3c52-5c1e-4bb0-9d0e-7a3f2e6b4c11")
@@ -112,10 +113,16 @@ class IdentityService:
         self._by_id = {t.tenant_id: t for t in tenants}
         self._by_name = {t.name: t for t in tenants}
         self._tokens = tokens
-        self._catalog = catalog  # () -> (identity_url, {region: image URL})
+        self._catalog = catalog  # () -> (identity root URL, {region: image URL})
+
+    def add_routes(self, table: RouteTable) -> None:
+        """The identity API's routes (the admin routes are added beside them)."""
+        table.add("POST", "/v2.0/tokens", self.issue_token, "token")
+        table.app.router.add_get("/v2.0", self.versions, allow_head=False)
+        table.app.router.add_get("/v2.0/", self.versions, allow_head=False)
 
     async def versions(self, request: web.Request) -> web.StreamResponse:
-        identity_url, _ = self._catalog()
+        identity_url = self._catalog()[0] + "/v2.0"
         return json_response(
             {
                 "version": {
@@ -175,7 +182,8 @@ class IdentityService:
         return tenant
 
     def _access(self, tenant: TenantSpec, token_id: str, token: Token) -> dict[str, Any]:
-        identity_url, regions = self._catalog()
+        root, regions = self._catalog()
+        identity_url = root + "/v2.0"
         first_region = next(iter(regions), "")
         image_endpoints = [
             {

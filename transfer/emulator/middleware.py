@@ -42,11 +42,11 @@ class RouteTable:
     """Adds routes to an app and remembers each one's name for counting and fault targeting."""
 
     def __init__(self, app: web.Application) -> None:
-        self._app = app
+        self.app = app
         self.names: dict[web.AbstractRoute, str] = {}
 
     def add(self, method: str, path: str, handler: Handler, name: str) -> None:
-        route = self._app.router.add_route(method, path, handler)
+        route = self.app.router.add_route(method, path, handler)
         self.names[route] = name
 
     def name_of(self, request: web.Request) -> str:
