@@ -51,6 +51,7 @@ class Emulator:
         max_page_size: int = 1000,
         image_size_cap: int | None = None,
         faults: Faults | None = None,
+        identity_versions: Sequence[str] = ("v2.0",),
     ) -> None:
         region_names = tuple(regions)
         if not region_names:
@@ -86,11 +87,13 @@ class Emulator:
         self._max_page_size = max_page_size
         self._image_size_cap = image_size_cap
         self._faults = faults if faults is not None else Faults()
+        self._identity_versions = tuple(identity_versions)
 
         self._tokens = TokenBook(self._token_ttl)
         self._injector = FaultInjector(self._faults, seed)
         self._identity_counters = Counters()
         self._services: dict[str, RegionService] = {}
+        self._identity: IdentityService | None = None
         self._runners: list[web.AppRunner] = []
         self._executor: ThreadPoolExecutor | None = None
         self._temp_dir: Path | None = None
@@ -183,8 +186,12 @@ class Emulator:
         app = web.Application(client_max_size=1 << 20)
         table = RouteTable(app)
         identity = IdentityService(
-            self._tenants, self._tokens, lambda: (self.identity_root, self.regions)
+            self._tenants,
+            self._tokens,
+            lambda: (self.identity_root, self.regions),
+            versions=self._identity_versions,
         )
+        self._identity = identity
         identity.add_routes(table)
         self._admin().add_routes(app)
         app.middlewares.append(

@@ -109,7 +109,13 @@ class IdentityService:
         tenants: Sequence[TenantSpec],
         tokens: TokenBook,
         catalog: Callable[[], tuple[str, Mapping[str, str]]],
+        *,
+        versions: Sequence[str] = ("v2.0",),
     ) -> None:
+        unknown = set(versions) - {"v2.0", "v3"}
+        if not versions or unknown:
+            raise ValueError(f"identity versions: expected v2.0 and/or v3, got {list(versions)}")
+        self.versions = tuple(versions)
         self._by_id = {t.tenant_id: t for t in tenants}
         self._by_name = {t.name: t for t in tenants}
         self._tokens = tokens
