@@ -115,7 +115,7 @@ class IdentityService:
         unknown = set(versions) - {"v2.0", "v3"}
         if not versions or unknown:
             raise ValueError(f"identity versions: expected v2.0 and/or v3, got {list(versions)}")
-        self.versions = tuple(versions)
+        self.api_versions = tuple(versions)
         self._by_id = {t.tenant_id: t for t in tenants}
         self._by_name = {t.name: t for t in tenants}
         self._tokens = tokens
