@@ -77,6 +77,25 @@ def test_server_message_reads_json_nested_json_html_and_text() -> None:
     assert len(long) == 300
 
 
+def test_server_message_keeps_only_the_words_of_glance_webob_bodies() -> None:
+    """Glance 33's error pages, as the emulator copies them: markup inside a JSON message,
+    HTML-escaped quotes, and the status line in both the title and the heading."""
+    page = (
+        b"<html>\n <head>\n  <title>404 Not Found</title>\n </head>\n <body>\n"
+        b"  <h1>404 Not Found</h1>\n  No image found with ID abc.<br /><br />\n\n\n"
+        b" </body>\n</html>"
+    )
+    assert _server_message(page, 404, "Not Found") == "No image found with ID abc."
+    flat = (
+        b'{"message": "Member m is already a member.<br /><br />\\n\\n\\n", "code": "409 Conflict"}'
+    )
+    assert _server_message(flat, 409, "Conflict") == "Member m is already a member."
+    plain = b"409 Conflict\n\nImage status transition from &#x27;active&#x27; is not allowed\n\n"
+    assert _server_message(plain, 409, "Conflict") == (
+        "Image status transition from 'active' is not allowed"
+    )
+
+
 def test_content_md5_accepts_hex_and_base64_and_normalises_to_hex() -> None:
     hex_md5 = "9E107D9D372BB6826BD81D3542A419D6"
     assert _content_md5(hex_md5, "GET /x") == hex_md5.lower()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import enum
+import html
 import json
 import re
 import ssl
@@ -157,25 +158,33 @@ def _parse_retry_after(value: str | None) -> float | None:
 
 def _server_message(body: bytes, status: int, reason: str | None) -> str:
     """The server's own explanation: a JSON ``message`` (top level or one level down, as
-    Keystone and Nova-style bodies nest it), else the text with any HTML and status line
-    stripped, else the reason phrase."""
+    Keystone and Nova-style bodies nest it), else the text of the body, else the reason phrase.
+
+    Glance's webob bodies carry HTML even in JSON (``...<br /><br />``), escape quotes
+    (``&#x27;``) and repeat the status line (in the title and the heading of an HTML page):
+    the message keeps only the words."""
     text = body.decode("utf-8", "replace")
     try:
         data = json.loads(text)
     except ValueError:
         data = None
     if isinstance(data, dict):
-        message = data.get("message")
-        if isinstance(message, str) and message.strip():
-            return _collapse(message)
-        for value in data.values():
-            if isinstance(value, dict) and isinstance(value.get("message"), str):
-                return _collapse(value["message"])
-    text = re.sub(r"<[^>]*>", " ", text)
-    text = _collapse(text, 4 * _MESSAGE_CHARS)
-    # Glance's webob bodies repeat the status line ("404 Not Found ...") the error already says.
-    text = re.sub(rf"^{status}\s+{re.escape(reason or '')}\s*", "", text).strip()
-    return _collapse(text) if text else (reason or "")
+        candidates = [data.get("message")]
+        candidates += [v.get("message") for v in data.values() if isinstance(v, dict)]
+        for message in candidates:
+            if isinstance(message, str) and (words := _plain(message, status, reason)):
+                return _collapse(words)
+    words = _plain(_collapse(text, 4 * _MESSAGE_CHARS), status, reason)
+    return _collapse(words) if words else (reason or "")
+
+
+def _plain(text: str, status: int, reason: str | None) -> str:
+    """``text`` without markup, entities or leading repeats of the status line."""
+    text = html.unescape(re.sub(r"<[^>]*>", " ", text))
+    status_line = re.compile(rf"^\s*{status}\s+{re.escape(reason or '')}\s*")
+    while (shorter := status_line.sub("", text, count=1)) != text:
+        text = shorter
+    return " ".join(text.split())
 
 
 def translate(exc: BaseException, where: str, url: yarl.URL) -> TransferError:
