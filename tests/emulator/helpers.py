@@ -43,14 +43,30 @@ class Api:
         *,
         json: Any = None,
         data: Any = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str | None] | None = None,
         params: Any = None,
         auth: bool = True,
+        allow_redirects: bool = True,
     ) -> Reply:
-        sent = {"X-Auth-Token": self.token} if auth else {}
-        sent.update(headers or {})
+        """One request; a header given as None is not sent (``"Accept": None``: no Accept)."""
+        # JSON errors, as the project's client asks for them (Glance answers HTML otherwise).
+        sent = {"Accept": "application/json"}
+        if auth:
+            sent["X-Auth-Token"] = self.token
+        for name, value in (headers or {}).items():
+            if value is None:
+                sent.pop(name, None)
+            else:
+                sent[name] = value
         async with self.session.request(
-            method, self.base + path, json=json, data=data, headers=sent, params=params
+            method,
+            self.base + path,
+            json=json,
+            data=data,
+            headers=sent,
+            params=params,
+            allow_redirects=allow_redirects,
+            skip_auto_headers=() if "Accept" in sent else ("Accept",),
         ) as resp:
             body = await resp.read()
             return Reply(resp.status, resp.headers, body)

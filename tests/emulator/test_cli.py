@@ -68,7 +68,15 @@ async def test_the_command_announces_itself_serves_and_stops_on_sigterm(
     http: aiohttp.ClientSession,
 ) -> None:
     async with _emulator() as info:
-        assert set(info) == {"identity_url", "regions", "admin_url", "tenants"}
+        assert set(info) == {
+            "flavour",
+            "identity_url",
+            "identity_root",
+            "regions",
+            "admin_url",
+            "tenants",
+        }
+        assert info["flavour"] == "nhn"
         assert set(info["regions"]) == {"KR1", "KR2"}
         assert [t["name"] for t in info["tenants"]] == ["demo-src", "demo-dst"]
         api = Api(http, info["regions"]["KR2"], await _token(http, info))
@@ -121,6 +129,18 @@ async def test_a_state_dir_survives_a_restart(tmp_path: Path, http: aiohttp.Clie
         assert (await api.download(image_id)).body == b"kept across restarts"
 
 
+async def test_a_glance_cloud_with_both_identity_versions(http: aiohttp.ClientSession) -> None:
+    async with _emulator("--flavour", "glance", "--identity", "v2.0,v3") as info:
+        assert info["flavour"] == "glance"
+        assert info["identity_v3_url"] == info["identity_root"] + "/v3"
+        api = Api(http, info["regions"]["KR1"], await _token(http, info))
+        made = await api.call("POST", "/v2/images", json={"tags": ["_glance"]})
+        assert made.status == 201  # Glance's rules: no name or os_type needed, '_' tags allowed
+        assert made.json()["visibility"] == "shared"
+        async with http.get(info["regions"]["KR1"] + "/") as resp:
+            assert resp.status == 300
+
+
 @pytest.mark.parametrize(
     ("flags", "mentions"),
     [
@@ -132,6 +152,9 @@ async def test_a_state_dir_survives_a_restart(tmp_path: Path, http: aiohttp.Clie
         (["--port", "many"], "--port"),
         (["--port", "65535"], "--port"),
         (["--region", "a/b"], "region"),
+        (["--flavour", "openstack"], "--flavour: expected one of nhn, glance, got 'openstack'"),
+        (["--identity", "v2"], "--identity: expected a comma-separated list of v2.0, v3"),
+        (["--identity", "v3,v3"], "names a version twice"),
     ],
 )
 def test_bad_flags_exit_2_with_one_clear_line(

@@ -41,7 +41,7 @@ async def test_create_answers_a_queued_image_shaped_like_the_seed_example(
     assert image["checksum"] is None
     assert image["os_hash_algo"] is None and image["os_hash_value"] is None
     assert image["owner"] == SRC_ID
-    assert image["visibility"] == "shared"  # Glance's default (no members: nobody else sees it)
+    assert image["visibility"] == "private"  # the seed example's (the glance flavour: shared)
     assert image["protected"] is False and image["os_hidden"] is False
     assert image["tags"] == ["base", "lts"]
     assert image["min_disk"] == 20 and image["min_ram"] == 0

@@ -1,6 +1,8 @@
 """Real Glance and the emulator answer the same scripted tour of the Image API alike: same
 statuses, same headers that matter, same bodies once ids and times are named, except for the
-differences in ``allowlist.ALLOWED``, each of which is meant."""
+differences in ``allowlist``, each of which is meant.  The tour runs once against Glance and
+once against each flavour of the emulator: ``glance`` (no differences but the harness's) and
+``nhn`` (the seed's rules, each named)."""
 
 from __future__ import annotations
 
@@ -16,15 +18,18 @@ from interop.server import GlanceCloud
 from tests.interop.allowlist import ALLOWED
 from tests.interop.compare import differences, split
 from tests.interop.tour import Observation, Side, run_tour
+from tests.interop.tour_surface import surface
 from transfer.emulator import Emulator, TenantSpec
 
 ROLE_TENANTS = {"owner": "tour-owner", "member": "tour-member", "outsider": "tour-outsider"}
 README = Path(__file__).resolve().parents[2] / "interop" / "README.md"
 
-Tours = tuple[list[Observation], list[Observation]]
+FLAVOURS = ("nhn", "glance")
+#: Glance's observations, then the emulator's per flavour.
+Tours = tuple[list[Observation], dict[str, list[Observation]]]
 
 
-async def _both(glance: GlanceCloud) -> Tours:
+async def _all(glance: GlanceCloud) -> Tours:
     ids = {role: glance.tenant(name).project_id for role, name in ROLE_TENANTS.items()}
     # The emulator's tenants carry the same ids, so owners and members compare as equal.
     specs = [
@@ -41,22 +46,24 @@ async def _both(glance: GlanceCloud) -> Tours:
     # leaves the connection unusable, and reusing it would fail the next step, not this one.
     connector = aiohttp.TCPConnector(force_close=True)
     async with aiohttp.ClientSession(connector=connector) as session:
-        glance_seen = await run_tour(real, session)
-        async with Emulator(regions=("KR1",), tenants=specs) as emu:
-            twin = Side(
-                "emulator",
-                emu.regions["KR1"],
-                {role: emu.issue_token(ids[role]) for role in ROLE_TENANTS},
-                ids,
-            )
-            emulator_seen = await run_tour(twin, session)
+        glance_seen = await run_tour(real, session, surface)
+        emulator_seen = {}
+        for flavour in FLAVOURS:
+            async with Emulator(regions=("KR1",), tenants=specs, flavour=flavour) as emu:
+                twin = Side(
+                    f"emulator ({flavour})",
+                    emu.regions["KR1"],
+                    {role: emu.issue_token(ids[role]) for role in ROLE_TENANTS},
+                    ids,
+                )
+                emulator_seen[flavour] = await run_tour(twin, session, surface)
     return glance_seen, emulator_seen
 
 
 @pytest.fixture(scope="module")
 def tours(glance: GlanceCloud) -> Tours:
-    """The tour run once against each side (a module's tests share it)."""
-    return asyncio.run(_both(glance))
+    """The tour run once against Glance and each flavour (a module's tests share it)."""
+    return asyncio.run(_all(glance))
 
 
 def by_step(observations: list[Observation]) -> Mapping[str, Observation]:
@@ -66,24 +73,30 @@ def by_step(observations: list[Observation]) -> Mapping[str, Observation]:
 def test_the_tour_names_each_step_once(tours: Tours) -> None:
     repeated = [step for step, n in Counter(o.step for o in tours[0]).items() if n > 1]
     assert repeated == []
-    assert len(tours[0]) > 150
+    assert len(tours[0]) > 250
 
 
+@pytest.mark.parametrize("flavour", FLAVOURS)
 def test_glance_and_the_emulator_answer_alike_but_for_the_allowed_differences(
-    tours: Tours,
+    tours: Tours, flavour: str
 ) -> None:
-    unexplained, _ = split(differences(*tours), ALLOWED)
+    unexplained, _ = split(differences(tours[0], tours[1][flavour]), ALLOWED[flavour])
     assert not unexplained, (
-        "real Glance and the emulator differ; fix the emulator, or allow the difference in "
-        "tests/interop/allowlist.py with its reason:\n" + "\n".join(map(str, unexplained))
+        f"real Glance and the emulator's {flavour} flavour differ; fix the emulator, or allow "
+        "the difference in tests/interop/allowlist.py with its reason:\n"
+        + "\n".join(map(str, unexplained))
     )
 
 
-def test_every_allowed_difference_still_occurs_and_is_documented(tours: Tours) -> None:
-    _, used = split(differences(*tours), ALLOWED)
-    assert [entry for entry in ALLOWED if entry not in used] == []
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_every_allowed_difference_still_occurs_and_is_documented(
+    tours: Tours, flavour: str
+) -> None:
+    allowed = ALLOWED[flavour]
+    _, used = split(differences(tours[0], tours[1][flavour]), allowed)
+    assert [entry for entry in allowed if entry not in used] == []
     readme = README.read_text()
-    assert [entry.step for entry in ALLOWED if f"`{entry.step}`" not in readme] == []
+    assert [entry.step for entry in allowed if f"`{entry.step}`" not in readme] == []
 
 
 def test_glance_behaves_as_the_engine_expects(tours: Tours) -> None:

@@ -4,7 +4,8 @@ type, its JSON body, strictly).
 
 Access rules: a tenant sees its own images, public (and community) ones, and shared images it
 is a member of (whatever its member status); anything else is 404.  Changing an image it can
-see but does not own is 403.
+see but does not own is 403.  A protected image cannot be deleted; on the ``nhn`` flavour it
+cannot be changed either.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from transfer.emulator.flavours import Flavour
 from transfer.emulator.identity import TokenBook
 from transfer.emulator.responses import HttpError, unauthorized
 from transfer.emulator.store import RegionStore
@@ -34,8 +36,13 @@ class ImageAccess:
     """The access checks of one region: each returns the record or raises 401/403/404."""
 
     def __init__(
-        self, store: RegionStore, tokens: TokenBook, identity_url: Callable[[], str]
+        self,
+        store: RegionStore,
+        tokens: TokenBook,
+        identity_url: Callable[[], str],
+        flavour: Flavour,
     ) -> None:
+        self._flavour = flavour
         self._store = store
         self._tokens = tokens
         self._identity_url = identity_url
@@ -66,9 +73,16 @@ class ImageAccess:
         return record
 
     def changeable(self, tenant: str, image_id: str) -> dict[str, Any]:
+        """An image the caller may change (its tags): owned, and not protected on ``nhn``."""
+        record = self.owned(tenant, image_id)
+        if self._flavour.protected_blocks_changes and record.get("protected") is True:
+            raise HttpError(403, "Image is protected: it cannot be changed or deleted.")
+        return record
+
+    def deletable(self, tenant: str, image_id: str) -> dict[str, Any]:
         record = self.owned(tenant, image_id)
         if record.get("protected") is True:
-            raise HttpError(403, "Image is protected: it cannot be changed or deleted.")
+            raise HttpError(403, f"Image {image_id} is protected and cannot be deleted.")
         return record
 
     def shared(self, tenant: str, image_id: str, *, hidden: bool = False) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """``image-transfer emulator``: run the emulated cloud until SIGINT or SIGTERM.
 
-On start it prints one JSON line to stdout (identity URL, region URLs, admin URL, tenants with
-their credentials) so a script or a test can read where to connect; nothing else goes to
-stdout.
+On start it prints one JSON line to stdout (flavour, identity URLs, region URLs, admin URL,
+tenants with their credentials) so a script or a test can read where to connect; nothing else
+goes to stdout.
 """
 
 from __future__ import annotations
@@ -16,14 +16,28 @@ from typing import Any
 
 from transfer.emulator.cloud import Emulator
 from transfer.emulator.faults import ROUTES, Faults, parse_routes
+from transfer.emulator.flavours import FLAVOURS
 from transfer.emulator.identity import DEFAULT_TENANTS, TenantSpec, tenant_from_name
 from transfer.errors import ConfigError, TransferError
 
 _SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_IDENTITY_VERSIONS = ("v2.0", "v3")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--flavour",
+        default="nhn",
+        metavar="|".join(FLAVOURS),
+        help="whose rules the image regions follow: NHN Cloud's guide (nhn, the default) or "
+        "upstream Glance 33's (glance)",
+    )
+    parser.add_argument(
+        "--identity",
+        metavar="v2.0,v3",
+        help="Keystone versions to serve (default: the flavour's, v2.0 for nhn, v3 for glance)",
+    )
     parser.add_argument(
         "--port",
         default="0",
@@ -110,6 +124,27 @@ def _tenants(specs: list[str] | None) -> tuple[TenantSpec, ...]:
     return tuple(tenants)
 
 
+def _flavour(text: str) -> str:
+    if text not in FLAVOURS:
+        raise ConfigError(f"--flavour: expected one of {', '.join(FLAVOURS)}, got {text!r}")
+    return text
+
+
+def _identity(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    versions = tuple(part.strip() for part in text.split(","))
+    wrong = [v for v in versions if v not in _IDENTITY_VERSIONS]
+    if wrong or not versions:
+        raise ConfigError(
+            f"--identity: expected a comma-separated list of {', '.join(_IDENTITY_VERSIONS)}, "
+            f"got {text!r}"
+        )
+    if len(set(versions)) != len(versions):
+        raise ConfigError(f"--identity: {text!r} names a version twice")
+    return versions
+
+
 def _faults(args: argparse.Namespace) -> Faults:
     changes: dict[str, Any] = {}
     if args.error_rate is not None:
@@ -161,6 +196,8 @@ def build(args: argparse.Namespace) -> Emulator:
             max_page_size=_number("--max-page-size", args.max_page_size, int, low=1),
             image_size_cap=cap,
             faults=_faults(args),
+            flavour=_flavour(args.flavour),
+            identity_versions=_identity(args.identity),
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -168,9 +205,13 @@ def build(args: argparse.Namespace) -> Emulator:
 
 def announcement(emu: Emulator) -> str:
     """The one JSON line printed on start."""
+    extra = {"identity_v3_url": emu.identity_v3_url} if "v3" in emu.identity_versions else {}
     return json.dumps(
         {
+            "flavour": emu.flavour,
             "identity_url": emu.identity_url,
+            "identity_root": emu.identity_root,
+            **extra,
             "regions": emu.regions,
             "admin_url": emu.admin_url,
             "tenants": [

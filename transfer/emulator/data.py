@@ -14,6 +14,7 @@ from aiohttp import web
 from transfer.emulator import schema
 from transfer.emulator.access import ImageAccess, media_type
 from transfer.emulator.faults import FaultInjector
+from transfer.emulator.flavours import Flavour
 from transfer.emulator.middleware import Counters
 from transfer.emulator.responses import HttpError, now
 from transfer.emulator.store import RegionStore
@@ -41,7 +42,9 @@ class ImageData:
         *,
         executor: Executor,
         image_size_cap: int | None,
+        flavour: Flavour,
     ) -> None:
+        self._flavour = flavour
         self._store = store
         self._access = access
         self._injector = injector
@@ -57,6 +60,10 @@ class ImageData:
         record = self._access.owned(tenant, image_id)
         if media_type(request) != "application/octet-stream":
             raise HttpError(415, "Image data must be sent as application/octet-stream.")
+        if record["status"] == "deactivated":
+            raise HttpError(
+                409, "Image status transition from deactivated to saving is not allowed"
+            )
         if record["status"] != "queued":
             raise HttpError(
                 409, f"Image status is {record['status']!r}: only a queued image takes data."
@@ -139,8 +146,13 @@ class ImageData:
         tenant = self._access.tenant(request)
         image_id = request.match_info["image_id"]
         record = self._access.visible(tenant, image_id)
+        if record["status"] == "deactivated":
+            raise HttpError(
+                403,
+                "The requested image has been deactivated. Image data download is forbidden.",
+            )
         allow = record.get("nhncloud_allow_download")
-        if allow is not None and allow != "true":
+        if self._flavour.download_rule and allow is not None and allow != "true":
             raise HttpError(403, "Download of this image is not allowed.")
         size = record.get("size")
         path = self._store.data_path(image_id)

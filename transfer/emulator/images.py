@@ -1,7 +1,10 @@
-"""One emulated region's Image API (Glance v2 as NHN documents it): the ``/v2/images`` routes,
-and the handlers of the images themselves (list, create, show, update, delete) and their tags.
+"""One emulated region's Image API (Glance v2, as NHN documents it or as Glance 33 runs it: the
+``Flavour``): the routes, and the handlers of the images themselves (list, create, show,
+update, delete), their tags and the schemas.
 
-Who may do what is in ``access``, image data in ``data``, members in ``members``.
+Who may do what is in ``access``, image data in ``data``, members in ``members``, the
+deactivate and reactivate actions in ``actions``, the version document and schemas in
+``documents``.  Every route also answers under ``/v2.N/`` as Glance's version negotiation does.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ from aiohttp import web
 
 from transfer.emulator import schema
 from transfer.emulator.access import ImageAccess, json_body, media_type
+from transfer.emulator.actions import ImageActions
 from transfer.emulator.data import ImageData
+from transfer.emulator.documents import SCHEMA_NAMES, VERSION_SEGMENT, schemas_for
 from transfer.emulator.faults import FaultInjector
+from transfer.emulator.flavours import NHN, Flavour
 from transfer.emulator.identity import TokenBook
 from transfer.emulator.listing import list_page
 from transfer.emulator.members import ImageMembers
@@ -26,6 +32,8 @@ from transfer.emulator.responses import HttpError, json_response, now
 from transfer.emulator.store import RegionStore
 
 PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
+#: The older patch media type: operations written ``{"add": "/key", "value": ...}``.
+LEGACY_PATCH_TYPE = "application/openstack-images-v2.0-json-patch"
 _BODY_LIMIT = 1 << 20  # JSON bodies; image bytes are streamed, not limited by this
 
 
@@ -44,15 +52,18 @@ class RegionService:
         default_page_size: int,
         max_page_size: int,
         image_size_cap: int | None,
+        flavour: Flavour = NHN,
     ) -> None:
         self.name = name
+        self.flavour = flavour
         self.store = store
         self.counters = Counters()
         self._injector = injector
         self._executor = executor
         self._default_page_size = default_page_size
         self._max_page_size = max_page_size
-        self._access = ImageAccess(store, tokens, identity_url)
+        self._access = ImageAccess(store, tokens, identity_url, flavour)
+        self._schemas = schemas_for(flavour)
         self._data = ImageData(
             store,
             self._access,
@@ -60,13 +71,16 @@ class RegionService:
             self.counters,
             executor=executor,
             image_size_cap=image_size_cap,
+            flavour=flavour,
         )
         self._members = ImageMembers(store, self._access)
+        self._actions = ImageActions(store, self._access)
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=_BODY_LIMIT)
         table = RouteTable(app)
-        base = "/v2/images"
+        root = "/" + VERSION_SEGMENT
+        base = root + "/images"
         one = base + "/{image_id}"
         data, members = self._data, self._members
         table.add("GET", base, self.list_images, "list")
@@ -83,7 +97,20 @@ class RegionService:
         table.add("GET", one + "/members/{member_id}", members.show_member, "members")
         table.add("PUT", one + "/members/{member_id}", members.update_member, "members")
         table.add("DELETE", one + "/members/{member_id}", members.remove_member, "members")
-        app.middlewares.append(request_middleware(table, self.counters, self._injector))
+        if self.flavour.image_actions:
+            for action in ("deactivate", "reactivate"):
+                table.add("POST", f"{one}/actions/{action}", self._actions.handler(action), action)
+        table.add(
+            "GET",
+            root + "/schemas/{schema_name:" + "|".join(SCHEMA_NAMES) + "}",
+            self.show_schema,
+            "other",
+        )
+        app.middlewares.append(
+            request_middleware(
+                table, self.counters, self._injector, authenticate=self._access.tenant
+            )
+        )
         return app
 
     # -- images --------------------------------------------------------------------------
@@ -108,6 +135,10 @@ class RegionService:
             body["next"] = page.next
         return json_response(body)
 
+    async def show_schema(self, request: web.Request) -> web.StreamResponse:
+        self._access.tenant(request)
+        return json_response(self._schemas[request.match_info["schema_name"]])
+
     async def show_image(self, request: web.Request) -> web.StreamResponse:
         tenant = self._access.tenant(request)
         record = self._access.visible(tenant, request.match_info["image_id"])
@@ -118,35 +149,48 @@ class RegionService:
         body = await json_body(request)
         if not isinstance(body, dict):
             raise HttpError(400, "The request body must be a JSON object.")
-        record = self.new_record(tenant, body, visibilities=schema.USER_VISIBILITIES)
+        record = self.new_record(tenant, body, visibilities=self.flavour.user_visibilities)
         self.store.add(record)
         location = str(request.url.origin().with_path(f"/v2/images/{record['id']}"))
         return json_response(schema.view(record), status=201, headers={"Location": location})
 
     def new_record(
-        self, owner: str, body: dict[str, Any], *, visibilities: frozenset[str]
+        self,
+        owner: str,
+        body: dict[str, Any],
+        *,
+        visibilities: frozenset[str],
+        seeding: bool = False,
     ) -> dict[str, Any]:
-        """A queued image from create's body (validated; not yet stored)."""
+        """A queued image from create's body (validated; not yet stored).  ``seeding`` (an
+        operator's image, made without HTTP) may leave out the name."""
         image_id = str(uuid.uuid4())
         if "id" in body:
             image_id = schema.canonical_uuid(body["id"])
             if self.store.is_taken(image_id):
                 raise HttpError(409, f"Image with identifier {image_id} already exists!")
-        record = schema.blank_record(image_id, owner, now())
-        schema.apply_create(record, body, visibilities=visibilities)
+        record = schema.blank_record(image_id, owner, now(), self.flavour.default_visibility)
+        schema.apply_create(
+            record, body, visibilities=visibilities, flavour=self.flavour, need_name=not seeding
+        )
         return record
 
     async def update_image(self, request: web.Request) -> web.StreamResponse:
         tenant = self._access.tenant(request)
         record = self._access.owned(tenant, request.match_info["image_id"])
         content_type = media_type(request)
-        if content_type != PATCH_TYPE:
+        if content_type not in (PATCH_TYPE, LEGACY_PATCH_TYPE):
             raise HttpError(
                 415,
-                f"Unsupported Content-Type {content_type or '(none)'!r}; send {PATCH_TYPE}.",
+                f"The request media type {content_type or '(none)'} is not supported by this "
+                "server.",
+                detail=f"Image PATCH expects Content-Type one of: {LEGACY_PATCH_TYPE}, "
+                f"{PATCH_TYPE}",
             )
         ops = await json_body(request)
-        updated = schema.apply_patch(record, ops)
+        if content_type == LEGACY_PATCH_TYPE:
+            ops = schema.legacy_ops(ops)
+        updated = schema.apply_patch(record, ops, flavour=self.flavour)
         if updated != record:
             updated["updated_at"] = now()
             record.clear()
@@ -157,7 +201,7 @@ class RegionService:
     async def delete_image(self, request: web.Request) -> web.StreamResponse:
         tenant = self._access.tenant(request)
         image_id = request.match_info["image_id"]
-        record = self._access.changeable(tenant, image_id)
+        record = self._access.deletable(tenant, image_id)
         if record["visibility"] == "public":
             raise HttpError(403, "Public images cannot be deleted.")
         path = self.store.remove(image_id)
@@ -171,7 +215,7 @@ class RegionService:
     async def add_tag(self, request: web.Request) -> web.StreamResponse:
         tenant = self._access.tenant(request)
         record = self._access.changeable(tenant, request.match_info["image_id"])
-        tag = schema.check_tag(request.match_info["tag"])
+        tag = schema.check_tag(request.match_info["tag"], self.flavour)
         if tag not in record["tags"]:
             record["tags"] = [*record["tags"], tag]
             record["updated_at"] = now()

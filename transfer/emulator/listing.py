@@ -22,6 +22,17 @@ from transfer.emulator.responses import HttpError
 from transfer.emulator.schema import MEMBER_STATUSES
 
 MEMBER_STATUS_FILTERS = frozenset({*MEMBER_STATUSES, "all"})
+#: The keys Glance 33 sorts by, in the order its message names them.
+SORT_KEYS = (
+    "name",
+    "status",
+    "container_format",
+    "disk_format",
+    "size",
+    "id",
+    "created_at",
+    "updated_at",
+)
 VISIBILITY_FILTERS = frozenset({"public", "private", "shared", "community", "all"})
 # Parameters with a meaning of their own; any other parameter filters on a property's value.
 _CONTROL = frozenset(
@@ -193,6 +204,13 @@ def _ordering(query: MultiMapping[str]) -> _Ordering:
     else:
         keys = query.getall("sort_key", []) or ["created_at"]
         dirs = query.getall("sort_dir", []) or ["desc"]
+    for key in keys:
+        if key not in SORT_KEYS:
+            raise HttpError(
+                400,
+                f"Invalid sort key: {key}. It must be one of the following: "
+                f"{', '.join(SORT_KEYS)}.",
+            )
     for direction in dirs:
         if direction not in ("asc", "desc"):
             raise HttpError(400, f"Invalid sort_dir {direction!r}: expected 'asc' or 'desc'.")

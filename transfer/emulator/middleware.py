@@ -1,5 +1,7 @@
-"""What happens to every request before its handler: it is named and counted, delayed and
-perhaps failed on purpose, and any error it ends in is answered with a JSON body.
+"""What happens to every request before its handler: an Image API region first negotiates the
+version as Glance does (``documents``); then the request is named and counted, delayed and
+perhaps failed on purpose, and any error it ends in is answered with an error body (Glance's,
+negotiated on ``Accept``, or Keystone's JSON).
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
+from transfer.emulator.documents import VERSION_PREFIXES, first_segment, version_document
 from transfer.emulator.faults import FaultInjector
 from transfer.emulator.responses import HttpError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Checks a request's token (raises the 401), for requests no route takes.
+Authenticate = Callable[[web.Request], object]
 
 
 class Counters:
@@ -59,45 +64,87 @@ def request_middleware(
     injector: FaultInjector | None,
     *,
     keystone_errors: bool = False,
+    authenticate: Authenticate | None = None,
 ) -> Any:
-    """Counting, injected latency and errors (named routes only), JSON error bodies."""
+    """Counting, injected latency and errors (named routes only), error bodies.  With
+    ``authenticate`` (an Image API region): Glance's version negotiation first, and the token
+    check before an unknown route's 404 or a wrong method's 405."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        accept = request.headers.get("Accept")
+        if authenticate is not None:
+            segment = first_segment(request.path)
+            if segment == "versions":
+                return version_document(request, explicit=True)
+            if segment not in VERSION_PREFIXES:
+                return version_document(request, explicit=False)
         route = table.name_of(request)
         if route != "other":
             counters.requests[route] += 1
         try:
             if injector is not None and route != "other":
-                delay = injector.delay()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                status = injector.pick_error(route)
-                if status is not None:
-                    retry_after = injector.faults.retry_after
-                    headers = {}
-                    if retry_after is not None:
-                        headers["Retry-After"] = _retry_after_value(retry_after)
-                    raise HttpError(
-                        status,
-                        "Injected fault: the emulated service failed this request.",
-                        keystone=keystone_errors,
-                        headers=headers,
-                    )
+                await _inject(injector, route, keystone_errors)
             return await handler(request)
         except HttpError as exc:
-            return exc.response()
+            return exc.response(accept)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            # Routing errors (unknown path, wrong method) in the same JSON shape as the rest.
-            error = HttpError(exc.status, exc.reason, keystone=keystone_errors)
-            resp = error.response()
-            if "Allow" in exc.headers:
-                resp.headers["Allow"] = exc.headers["Allow"]
-            return resp
+            try:
+                return _unrouted(request, exc, keystone_errors, authenticate)
+            except HttpError as error:
+                return error.response(accept)
 
     return middleware
+
+
+async def _inject(injector: FaultInjector, route: str, keystone_errors: bool) -> None:
+    delay = injector.delay()
+    if delay > 0:
+        await asyncio.sleep(delay)
+    status = injector.pick_error(route)
+    if status is not None:
+        retry_after = injector.faults.retry_after
+        headers = {}
+        if retry_after is not None:
+            headers["Retry-After"] = _retry_after_value(retry_after)
+        raise HttpError(
+            status,
+            "Injected fault: the emulated service failed this request.",
+            keystone=keystone_errors,
+            headers=headers,
+        )
+
+
+def _unrouted(
+    request: web.Request,
+    exc: web.HTTPException,
+    keystone_errors: bool,
+    authenticate: Authenticate | None,
+) -> web.Response:
+    """The answer to a request no route took (unknown path, wrong method)."""
+    if authenticate is None:
+        error = HttpError(exc.status, exc.reason, keystone=keystone_errors)
+    else:
+        authenticate(request)
+        if request.path == "/" + first_segment(request.path) and exc.status == 404:
+            # "/v2" alone: Glance's URL map redirects to the version's root.
+            location = f"{request.scheme}://{request.host}/v2/"
+            return web.Response(
+                status=302,
+                headers={"Location": location, "Content-Type": "text/plain; charset=utf8"},
+            )
+        if exc.status == 405:
+            message = f"The method {request.method} is not allowed for this resource. "
+        elif exc.status == 404:
+            message = "The resource could not be found."
+        else:
+            message = exc.reason
+        error = HttpError(exc.status, message, keystone=keystone_errors)
+    if "Allow" in exc.headers:
+        error.headers["Allow"] = exc.headers["Allow"]
+    raise error
 
 
 def _retry_after_value(seconds: float) -> str:

@@ -1,11 +1,15 @@
 """How the emulated services answer: JSON bodies, error bodies shaped as Glance and Keystone
 shape them, and timestamps printed as NHN prints them.
 
-Handlers raise ``HttpError``; the request middleware turns it into the response.
+Handlers raise ``HttpError``; the request middleware turns it into the response.  A Glance
+error body is webob's, negotiated on the request's ``Accept`` as webob does: HTML unless the
+client prefers JSON (``application/json``), plain text when it accepts neither or sends no
+Accept.  Keystone's errors (the 401 of the token check, the identity service's) are JSON.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from collections.abc import Mapping
@@ -15,6 +19,8 @@ from typing import Any
 from aiohttp import web
 
 JSON_TYPE = "application/json"
+HTML_TYPE = "text/html; charset=UTF-8"
+PLAIN_TYPE = "text/plain; charset=UTF-8"
 
 
 def format_time(epoch: float) -> str:
@@ -51,7 +57,11 @@ def json_response(
 
 
 class HttpError(Exception):
-    """An error answer: Glance's body by default, Keystone's with ``keystone=True``."""
+    """An error answer: Glance's body by default, Keystone's with ``keystone=True``.
+
+    ``message`` is what Glance puts first (webob's explanation); ``detail`` what it adds after
+    (for example the 409 of a missing property, under webob's generic explanation).
+    """
 
     def __init__(
         self,
@@ -61,25 +71,94 @@ class HttpError(Exception):
         keystone: bool = False,
         headers: Mapping[str, str] | None = None,
         close: bool = False,
+        detail: str = "",
     ) -> None:
         super().__init__(f"{status} {message}")
         self.status = status
         self.message = message
+        self.detail = detail
         self.keystone = keystone
         self.headers = dict(headers or {})
         self.close = close  # close the connection instead of draining an unread body
 
-    def response(self) -> web.Response:
+    def response(self, accept: str | None = None) -> web.Response:
+        """The answer, in the media type ``accept`` (the request's header) negotiates."""
         title = reason(self.status)
-        body: dict[str, Any]
         if self.keystone:
             body = {"error": {"message": self.message, "code": self.status, "title": title}}
+            resp = json_response(body, self.status, self.headers)
         else:
-            body = {"message": self.message, "code": f"{self.status} {title}", "title": title}
-        resp = json_response(body, self.status, self.headers)
+            content_type, data = glance_error_body(
+                self.status, title, self.message, self.detail, accept
+            )
+            resp = web.Response(
+                status=self.status,
+                body=data,
+                headers={**self.headers, "Content-Type": content_type},
+            )
         if self.close:
             resp.force_close()
         return resp
+
+
+# webob's templates of an error's text: explanation, then detail (405 and 415 have their own).
+_TEMPLATES = {405: "{e}<br /><br />\n{d}", 415: "{e}\n<br /><br />\n{d}"}
+_DEFAULT_TEMPLATE = "{e}<br /><br />\n{d}\n\n"
+_HTML = (
+    "<html>\n <head>\n  <title>{status}</title>\n </head>\n <body>\n"
+    "  <h1>{status}</h1>\n  {body}\n </body>\n</html>"
+)
+
+
+def glance_error_body(
+    status: int, title: str, message: str, detail: str, accept: str | None
+) -> tuple[str, bytes]:
+    """The Content-Type and body of Glance's (webob's) error answer for this ``Accept``."""
+    template = _TEMPLATES.get(status, _DEFAULT_TEMPLATE)
+    line = f"{status} {title}"
+    kind = negotiate(accept)
+    if kind == "json":
+        text = template.format(e=message, d=detail)
+        return JSON_TYPE, json.dumps({"message": text, "code": line, "title": title}).encode()
+    if kind == "html":
+        text = template.format(e=html.escape(message), d=html.escape(detail))
+        return HTML_TYPE, _HTML.format(status=line, body=text).encode()
+    text = template.format(e=message, d=detail).replace("\n", " ").replace("<br /><br />", "\n\n")
+    return PLAIN_TYPE, f"{line}\n\n{text}".encode()
+
+
+def _quality(accept: list[tuple[str, float]], offer: str) -> float:
+    """The quality ``accept`` gives ``offer``: that of its most specific matching range."""
+    kind = offer.split("/")[0]
+    best, quality = -1, 0.0
+    for media, q in accept:
+        rank = 2 if media == offer else 1 if media == f"{kind}/*" else 0 if media == "*/*" else -1
+        if rank > best:
+            best, quality = rank, q
+    return quality if best >= 0 else 0.0
+
+
+def negotiate(accept: str | None) -> str:
+    """``html``, ``json`` or ``plain``: what webob answers an error with for this ``Accept``."""
+    if accept is None or not accept.strip():
+        return "plain"  # webob reads a missing header as an empty one: nothing is acceptable
+    ranges: list[tuple[str, float]] = []
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    return "html"  # an invalid header: webob accepts anything
+        if media:
+            ranges.append((media.lower(), q))
+    html_q, json_q = _quality(ranges, "text/html"), _quality(ranges, JSON_TYPE)
+    if html_q <= 0 and json_q <= 0:
+        return "plain"
+    return "json" if json_q > html_q else "html"
 
 
 def unauthorized(message: str, identity_url: str) -> HttpError:
