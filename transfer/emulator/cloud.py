@@ -19,6 +19,7 @@ from aiohttp import web
 from transfer.emulator import schema
 from transfer.emulator.admin import AdminService
 from transfer.emulator.faults import FaultInjector, Faults
+from transfer.emulator.flavours import flavour_named
 from transfer.emulator.identity import DEFAULT_TENANTS, IdentityService, TenantSpec, TokenBook
 from transfer.emulator.images import RegionService
 from transfer.emulator.middleware import Counters, RouteTable, request_middleware
@@ -36,6 +37,8 @@ class Emulator:
     ``port=0`` picks free ports; ``port=N`` puts identity on N and the regions on N+1, N+2, ...
     in the given order.  Image bytes live under ``state_dir`` (a temporary directory removed at
     close when None); with a ``state_dir`` the metadata is kept there too, across restarts.
+    ``flavour`` is ``nhn`` (NHN Cloud's documented rules) or ``glance`` (upstream Glance 33's);
+    ``identity_versions`` defaults to the flavour's (``v2.0`` for nhn, ``v3`` for glance).
     """
 
     def __init__(
@@ -51,8 +54,10 @@ class Emulator:
         max_page_size: int = 1000,
         image_size_cap: int | None = None,
         faults: Faults | None = None,
-        identity_versions: Sequence[str] = ("v2.0",),
+        identity_versions: Sequence[str] | None = None,
+        flavour: str = "nhn",
     ) -> None:
+        self._flavour = flavour_named(flavour)
         region_names = tuple(regions)
         if not region_names:
             raise ValueError("regions: at least one region is needed")
@@ -87,7 +92,9 @@ class Emulator:
         self._max_page_size = max_page_size
         self._image_size_cap = image_size_cap
         self._faults = faults if faults is not None else Faults()
-        self._identity_versions = tuple(identity_versions)
+        self._identity_versions = tuple(
+            self._flavour.identity_versions if identity_versions is None else identity_versions
+        )
 
         self._tokens = TokenBook(self._token_ttl)
         self._injector = FaultInjector(self._faults, seed)
@@ -145,13 +152,15 @@ class Emulator:
                 default_page_size=self._default_page_size,
                 max_page_size=self._max_page_size,
                 image_size_cap=self._image_size_cap,
+                flavour=self._flavour,
             )
 
         sockets = self._bind()
         identity_sock, region_socks = sockets[0], sockets[1:]
         base = _base_url(self._host, identity_sock.getsockname()[1])
         self._identity_root = base
-        self._identity_url = base + "/v2.0"
+        # The auth URL a client is given: v2.0's when served (NHN's), else v3's.
+        self._identity_url = base + ("/v2.0" if "v2.0" in self._identity_versions else "/v3")
         self._region_urls = {
             name: _base_url(self._host, sock.getsockname()[1])
             for name, sock in zip(self._region_names, region_socks, strict=True)
@@ -229,6 +238,7 @@ class Emulator:
 
     @property
     def identity_url(self) -> str:
+        """The auth URL: ``.../v2.0`` when v2.0 is served, else ``.../v3``."""
         self._require_started()
         assert self._identity_url is not None
         return self._identity_url
@@ -253,7 +263,16 @@ class Emulator:
 
     @property
     def admin_url(self) -> str:
-        return self.identity_url.rsplit("/v2.0", 1)[0] + "/admin"
+        return self.identity_root + "/admin"
+
+    @property
+    def flavour(self) -> str:
+        """``nhn`` or ``glance``: whose rules the image regions follow."""
+        return self._flavour.name
+
+    @property
+    def identity_versions(self) -> tuple[str, ...]:
+        return self._identity_versions
 
     @property
     def tenants(self) -> tuple[TenantSpec, ...]:
@@ -284,6 +303,13 @@ class Emulator:
             raise ValueError(f"unknown tenant id {tenant_id!r}")
         token_id, _ = self._tokens.issue(tenant_id)
         return token_id
+
+    def create_application_credential(self, tenant_id: str, name: str) -> tuple[str, str]:
+        """A Keystone v3 application credential of the tenant's user, scoped to the tenant:
+        its (id, secret), as ``openstack application credential create`` gives them."""
+        self._require_started()
+        assert self._identity is not None
+        return self._identity.create_application_credential(tenant_id, name)
 
     def counters(self, region: str) -> dict[str, Any]:
         return self._service(region).counters.snapshot()
@@ -319,7 +345,8 @@ class Emulator:
         ``fill_seed`` (see ``streams.fill_pieces``) streamed to disk.  With neither, the image
         stays ``queued`` (no data).  ``fields`` are as on create, and ``visibility`` may also
         be ``public`` or ``community``; ``visibility``, ``disk_format``, ``container_format``
-        and ``os_type`` default to private, qcow2, bare and linux.
+        and ``os_type`` default to private, qcow2, bare and linux (``os_type`` on the nhn
+        flavour only).
         """
         self._require_started()
         service = self._service(region)
@@ -328,13 +355,16 @@ class Emulator:
         if size is not None and size < 0:
             raise ValueError("size: expected a non-negative number of bytes")
         body = dict(fields)
-        body.setdefault("os_type", "linux")
-        # An operator's own image, unshared; the API's create would default to "shared".
+        if self._flavour.os_type_required:
+            body.setdefault("os_type", "linux")
+        # An operator's own image, unshared (the glance flavour's create defaults to "shared").
         body.setdefault("visibility", "private")
         body.setdefault("disk_format", "qcow2")
         body.setdefault("container_format", "bare")
         try:
-            record = service.new_record(owner_tenant_id, body, visibilities=schema.ALL_VISIBILITIES)
+            record = service.new_record(
+                owner_tenant_id, body, visibilities=schema.ALL_VISIBILITIES, seeding=True
+            )
         except HttpError as exc:
             raise ValueError(exc.message) from None
         if data is None and size is None:

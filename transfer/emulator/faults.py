@@ -19,6 +19,7 @@ from typing import Any
 ROUTES: frozenset[str] = frozenset(
     {
         "token",
+        "identity",
         "list",
         "show",
         "create",
