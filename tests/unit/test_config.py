@@ -191,7 +191,8 @@ password_env = "SRC_API_PASSWORD"
     found = problems(text)
     assert found == [
         "config.toml: clouds.none: no credentials: expected password_env, password_file or "
-        "password (or token_env/token_file with endpoints)",
+        "password (or application_credential_secret_env/_file with application_credential_id, "
+        "or token_env/token_file with endpoints)",
         "config.toml: clouds.both: expected only one of password_env, password_file, got 2",
         "config.toml: clouds.tok: token_env (token mode) needs [clouds.tok.endpoints]: "
         "a pre-issued token comes without a service catalog",

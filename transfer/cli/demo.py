@@ -3,7 +3,10 @@
 It starts the emulator on loopback (regions KR1 and KR2, tenants demo-src and demo-dst), seeds a
 few images of mixed sizes with properties, tags, a protected flag and a member, writes an ordinary
 config file and runs the real engine on it: plan, copy with progress, verify, and a second run that
-finds nothing to do.  Every byte crosses real sockets.
+finds nothing to do.  Then a second migration, the most common one into NHN Cloud: from a
+"private OpenStack" (a second emulator: upstream Glance's rules, Keystone v3, a clouds.yaml
+entry with project and user domains) to the NHN tenant (Keystone v2.0); see ``demo_private``.
+Every byte crosses real sockets.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from typing import Any
 
 import anyio
 
+from transfer.cli.demo_private import private_openstack
 from transfer.cli.display import show_progress
 from transfer.cli.logs import configure_logging
 from transfer.cli.report import format_differences, format_plan_summary, format_summary
 from transfer.cloud.sessions import CloudSession, open_clouds
 from transfer.config.loader import load_config
-from transfer.config.settings import Credentials, LogFormat, LogLevel, Secret
+from transfer.config.settings import Config, Credentials, JobConfig, LogFormat, LogLevel, Secret
 from transfer.emulator import Emulator
 from transfer.engine.planning import build_plan
 from transfer.engine.results import Progress
@@ -84,14 +88,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="multiply the seeded image sizes (default 1.0: about 140 MiB in all)",
     )
+    parser.add_argument(
+        "--no-private",
+        dest="private",
+        action="store_false",
+        help="skip the second part: a private OpenStack (Keystone v3) migrated to NHN (v2.0)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        return anyio.run(demo, args.workdir, args.scale)
+        return anyio.run(demo, args.workdir, args.scale, args.private)
     with tempfile.TemporaryDirectory(prefix="image-transfer-demo-") as tmp:
-        return anyio.run(demo, Path(tmp), args.scale)
+        return anyio.run(demo, Path(tmp), args.scale, args.private)
 
 
 #: The seeded images: name, MiB before ``--scale``, the seed of their bytes, their metadata.
@@ -140,7 +150,7 @@ async def _seed(emu: Emulator, scale: float) -> None:
         await client.add_member(shared_id, dst.tenant_id)
 
 
-async def demo(workdir: Path, scale: float) -> int:
+async def demo(workdir: Path, scale: float, private: bool = True) -> int:
     configure_logging(LogLevel.WARNING, LogFormat.CONSOLE)
     async with Emulator(regions=("KR1", "KR2")) as emu:
         src, dst = emu.tenants[0], emu.tenants[1]
@@ -162,42 +172,48 @@ async def demo(workdir: Path, scale: float) -> int:
         os.environ["DEMO_SRC_PASSWORD"] = src.password
         os.environ["DEMO_DST_PASSWORD"] = dst.password
         config = load_config(config_path)
-        job = config.jobs["demo"]
+        code = await _migrate(config, config.jobs["demo"], config_path)
+        if private and code == 0:
+            code = await private_openstack(workdir, emu, scale, _migrate)
+        return code
+
+
+async def _migrate(config: Config, job: JobConfig, config_path: Path) -> int:
+    """Plan, copy with progress, verify, and run again: what the demo shows of one job."""
+    print(
+        f"config: {config_path} (job {job.name}: {job.source.key} -> "
+        + ", ".join(t.key for t in job.targets)
+        + ")\n"
+    )
+    async with SqliteJournal(config.journal.path) as journal, open_clouds(config) as clouds:
+        plan = await build_plan(config, job, clouds, journal)
+        print("plan:")
+        print(format_plan(plan.items))
+        print(format_plan_summary(plan.items) + "\n")
+
+        progress = Progress()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(show_progress, progress)
+            summary = await run_plan(plan, journal=journal, progress=progress)
+            tg.cancel_scope.cancel()
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+        print("run:")
+        print(format_summary(summary) + "\n")
+
+        plan = await build_plan(config, job, clouds, journal)
+        differences = await verify_plan(plan)
+        pairs = sum(1 for i in plan.items if i.source is not None)
+        if differences:
+            print(f"verify: {len(differences)} of {pairs} copies differ")
+            print(format_differences(differences))
+            return 1
         print(
-            f"config: {config_path} (job {job.name}: {job.source.key} -> "
-            + ", ".join(t.key for t in job.targets)
-            + ")\n"
+            f"verify: all {pairs} copies match their source "
+            "(size, checksum, sha512, properties, tags, visibility, members)"
         )
 
-        async with SqliteJournal(config.journal.path) as journal, open_clouds(config) as clouds:
-            plan = await build_plan(config, job, clouds, journal)
-            print("plan:")
-            print(format_plan(plan.items))
-            print(format_plan_summary(plan.items) + "\n")
-
-            progress = Progress()
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(show_progress, progress)
-                summary = await run_plan(plan, journal=journal, progress=progress)
-                tg.cancel_scope.cancel()
-            if sys.stderr.isatty():
-                print(file=sys.stderr)
-            print("run:")
-            print(format_summary(summary) + "\n")
-
-            plan = await build_plan(config, job, clouds, journal)
-            differences = await verify_plan(plan)
-            pairs = sum(1 for i in plan.items if i.source is not None)
-            if differences:
-                print(f"verify: {len(differences)} of {pairs} copies differ")
-                print(format_differences(differences))
-                return 1
-            print(
-                f"verify: all {pairs} copies match their source "
-                "(size, checksum, sha512, properties, tags, visibility, members)"
-            )
-
-            in_sync = sum(1 for i in plan.items if i.code is Code.IN_SYNC)
-            again = await run_plan(plan, journal=journal)
-            print(f"second run: {in_sync} of {pairs} in sync, {again.bytes} bytes moved")
-        return 0 if not summary.failed else 1
+        in_sync = sum(1 for i in plan.items if i.code is Code.IN_SYNC)
+        again = await run_plan(plan, journal=journal)
+        print(f"second run: {in_sync} of {pairs} in sync, {again.bytes} bytes moved")
+    return 0 if not summary.failed else 1

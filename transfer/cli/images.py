@@ -1,7 +1,7 @@
 """The ``images`` command: every Image API call from the shell, one subcommand per call.
 
-It owns turning its flags into ``Credentials`` over the ``OS_*`` environment (which
-``transfer.config.sources.openstack_environment`` reads; flags win), the subcommands' output
+Its flags become ``Credentials`` over the ``OS_*`` environment in ``transfer.cli.images_auth``
+(flags win; Keystone v2.0 or v3).  It owns the subcommands' output
 (tables for people, ``--json`` for scripts), and the download/upload helpers a shell user needs
 (progress on a terminal, resumable downloads, MD5 verification).  All HTTP goes through
 ``transfer.cloud.sessions.CloudSession`` and ``transfer.cloud.client.ImageClient``.
@@ -23,13 +23,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from transfer.cli.images_auth import credentials_from_args, flag_value, region_from_args
 from transfer.cli.logs import configure_logging
 from transfer.cli.main import ExitCode
 from transfer.cloud.client import IMAGE_FILTERS, ImageClient
 from transfer.cloud.sessions import CloudSession
 from transfer.config.loader import load_credentials
-from transfer.config.settings import NHN_IDENTITY_URL, Credentials, LogLevel, Secret
-from transfer.config.sources import openstack_environment
+from transfer.config.settings import Credentials, LogLevel
 from transfer.errors import ConfigError, IntegrityError, TransferError, TransportError
 from transfer.models import (
     CORE_KEYS,
@@ -41,6 +41,8 @@ from transfer.models import (
     is_reserved_key,
 )
 from transfer.streams import human_bytes
+
+__all__ = ["configure", "credentials_from_args", "region_from_args", "run", "run_with"]
 
 Action = Callable[[argparse.Namespace, CloudSession, ImageClient], Awaitable[int]]
 
@@ -63,7 +65,11 @@ def _add_auth_options(parser: argparse.ArgumentParser, *, nested: bool) -> None:
     group.add_argument(
         "--cloud", metavar="NAME", default=default, help="a [clouds.NAME] table of --config"
     )
-    group.add_argument("--identity-url", default=default, help="Keystone v2.0 URL (OS_AUTH_URL)")
+    group.add_argument(
+        "--identity-url",
+        default=default,
+        help="Keystone URL ending in /v2.0 or /v3, or its root to discover (OS_AUTH_URL)",
+    )
     group.add_argument("--tenant-id", default=default, help="tenant id (OS_TENANT_ID)")
     group.add_argument("--tenant-name", default=default, help="tenant name (OS_TENANT_NAME)")
     group.add_argument("--username", default=default, help="API user (OS_USERNAME)")
@@ -86,7 +92,11 @@ def _add_auth_options(parser: argparse.ArgumentParser, *, nested: bool) -> None:
         default=default,
         help="image endpoint of a region, overriding the catalog (OS_IMAGE_URL); repeatable",
     )
-    group.add_argument("--region", default=default, help="region, e.g. KR1 (OS_REGION_NAME)")
+    group.add_argument(
+        "--region",
+        default=default,
+        help="region, e.g. KR1 (default: the cloud's region_name, or OS_REGION_NAME)",
+    )
     group.add_argument("--ca-bundle", metavar="PATH", default=default, help="CA file (OS_CACERT)")
     group.add_argument(
         "--insecure",
@@ -240,158 +250,12 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-# -- credentials ------------------------------------------------------------------------------
-
-
-def _opt(args: argparse.Namespace, name: str) -> Any:
-    return getattr(args, name, None)
-
-
-def _first(*values: str | None) -> str | None:
-    for value in values:
-        if value:
-            return value
-    return None
-
-
-def _read_env_secret(flag: str, var: str, env: Mapping[str, str]) -> Secret:
-    value = env.get(var)
-    if not value:
-        raise ConfigError(f"{flag} {var}: that environment variable is not set or empty")
-    return Secret(value)
-
-
-def _read_password_file(path: str) -> Secret:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"--password-file {path}: cannot read it: {exc.strerror}") from exc
-    value = text.rstrip("\r\n")
-    if not value:
-        raise ConfigError(f"--password-file {path}: the file is empty")
-    return Secret(value)
-
-
-def _region(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
-    return _first(_opt(args, "region"), env.get("OS_REGION_NAME"))
-
-
-def region_from_args(
-    args: argparse.Namespace, env: Mapping[str, str], credentials: Credentials | None = None
-) -> str:
-    """``--region``, else ``OS_REGION_NAME``, else the one region a pre-issued token's
-    endpoints name (a token with a single ``--endpoint`` needs no ``--region``)."""
-    region = _region(args, env)
-    if region:
-        return region
-    if credentials is not None and credentials.token is not None:
-        if len(credentials.endpoints) == 1:
-            return next(iter(credentials.endpoints))
-        if credentials.endpoints:
-            raise ConfigError(
-                "no region: pass --region, one of the endpoints' regions: "
-                + ", ".join(sorted(credentials.endpoints))
-            )
-    raise ConfigError("no region: pass --region (for example KR1) or set OS_REGION_NAME")
-
-
-def _environment_as_read(env: Mapping[str, str], region: str | None) -> dict[str, str]:
-    """The ``OS_*`` variables as this command has always read them, for ``openstack_environment``.
-
-    Two differences from the config's ``from_env``: ``OS_IMAGE_URL`` is the endpoint of the
-    region in use (``--region`` when given), and the Keystone v2.0 names ``OS_TENANT_ID`` and
-    ``OS_TENANT_NAME`` win over ``OS_PROJECT_ID`` and ``OS_PROJECT_NAME`` when both are set.
-    """
-    seen = dict(env)
-    if region:
-        seen["OS_REGION_NAME"] = region
-    for project, tenant in (
-        ("OS_PROJECT_ID", "OS_TENANT_ID"),
-        ("OS_PROJECT_NAME", "OS_TENANT_NAME"),
-    ):
-        if env.get(tenant):
-            seen[project] = env[tenant]
-    return seen
-
-
-def _secret_from_flags(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Secret]:
-    """``{"password": ...}`` or ``{"token": ...}`` from the flags; ``{}`` when none is given."""
-    password_flags = [f for f in ("password_env", "password_file") if _opt(args, f)]
-    if len(password_flags) > 1:
-        raise ConfigError("give either --password-env or --password-file, not both")
-    if password_flags and _opt(args, "token_env"):
-        raise ConfigError("give either a password or --token-env, not both")
-    if _opt(args, "password_env"):
-        return {"password": _read_env_secret("--password-env", args.password_env, env)}
-    if _opt(args, "password_file"):
-        return {"password": _read_password_file(args.password_file)}
-    if _opt(args, "token_env"):
-        return {"token": _read_env_secret("--token-env", args.token_env, env)}
-    return {}
-
-
-def _endpoints_from_flags(args: argparse.Namespace) -> dict[str, str]:
-    endpoints: dict[str, str] = {}
-    for item in _opt(args, "endpoint") or []:
-        name, sep, url = item.partition("=")
-        if not sep or not name or not url:
-            raise ConfigError(f"--endpoint expects REGION=URL, got {item!r}")
-        endpoints[name.upper()] = url
-    return endpoints
-
-
-def credentials_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Credentials:
-    """``Credentials`` from the auth flags over the ``OS_*`` variables (flags win).
-
-    A password (``--password-env``/``--password-file``, else ``OS_PASSWORD``) selects password
-    auth; otherwise a token (``--token-env``, else ``OS_AUTH_TOKEN``) selects token mode.
-    """
-    region = _region(args, env)
-    keys = openstack_environment(_environment_as_read(env, region))
-    secret = _secret_from_flags(args, env)
-    if secret:
-        keys.pop("password", None)
-        keys.pop("token", None)
-        keys.update(secret)
-    elif "password" not in keys and "token" not in keys:
-        raise ConfigError(
-            "no credentials: give --password-env VAR, --password-file PATH or --token-env VAR "
-            "(or set OS_PASSWORD or OS_AUTH_TOKEN)"
-        )
-    endpoints: dict[str, str] = {**keys.get("endpoints", {}), **_endpoints_from_flags(args)}
-    for key in ("identity_url", "tenant_id", "tenant_name", "username", "ca_bundle"):
-        keys[key] = _first(_opt(args, key), keys.get(key))
-    tenant_id, tenant_name = keys["tenant_id"], keys["tenant_name"]
-    if "password" in keys:
-        if not keys["username"]:
-            raise ConfigError("password auth needs --username (or OS_USERNAME)")
-        if not (tenant_id or tenant_name):
-            raise ConfigError("password auth needs --tenant-id or --tenant-name (or OS_TENANT_ID)")
-    elif region and region.upper() not in endpoints:
-        raise ConfigError(
-            f"a pre-issued token needs the image endpoint of {region}: "
-            f"pass --endpoint {region}=URL or set OS_IMAGE_URL"
-        )
-    return Credentials(
-        name=tenant_name or tenant_id or "default",
-        identity_url=keys["identity_url"] or NHN_IDENTITY_URL,
-        tenant_id=tenant_id,
-        tenant_name=tenant_name,
-        username=keys["username"],
-        password=keys.get("password"),
-        token=keys.get("token"),
-        endpoints=endpoints,
-        ca_bundle=keys["ca_bundle"],
-        verify_tls=not _opt(args, "insecure"),
-    )
-
-
 # -- running ----------------------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace) -> int:
-    config_path = _opt(args, "config")
-    cloud = _opt(args, "cloud")
+    config_path = flag_value(args, "config")
+    cloud = flag_value(args, "cloud")
     if (config_path is None) != (cloud is None):
         raise ConfigError("--config and --cloud go together: the file and the cloud to use in it")
     if config_path is not None:

@@ -1,40 +1,44 @@
-"""Authentication: Keystone v2.0 tokens per tenant, and the service catalog that comes with them.
+"""Authentication: Keystone tokens per tenant (v2.0 or v3), and the service catalog that comes
+with them.
 
 Each tenant's ``CloudSession`` (``transfer.cloud.sessions``) holds one of two token sources:
 
-- password: ``POST {identity_url}/tokens``; the token is re-issued ahead of its expiry (margin:
-  the smaller of 300 s and a tenth of its lifetime) and after a 401 from the Image API; callers
-  that need a token at the same moment share one request;
-- token: a pre-issued token and explicit endpoints; nothing is asked of the identity service, and
-  a 401 means the token was refused for good.
+- ``KeystoneAuth``: a password (v2.0 or v3) or an application credential (v3) buys a token
+  (``keystone_v2``, ``keystone_v3``; an identity URL without a version is asked which it
+  speaks first); the token is re-issued ahead of its expiry (margin: the smaller of 300 s and a
+  tenth of its lifetime) and after a 401 from the Image API; callers that need a token at the
+  same moment share one request;
+- ``StaticTokenAuth``: a pre-issued token and explicit endpoints; nothing is asked of the
+  identity service, and a 401 means the token was refused for good.
 
-The password goes only to the identity service, and the token only to the image endpoints the
-catalog (or ``credentials.endpoints``) names for it.
+The password and the application credential secret go only to the identity service, and the
+token only to the image endpoints the catalog (or ``credentials.endpoints``) names for it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import json
 import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Protocol
 
 import yarl
 
-from transfer.cloud.transport import HttpTransport, Retry
-from transfer.config.settings import Credentials
+from transfer.cloud.identity import Identity, TokenAnswer, strip_version
+from transfer.cloud.keystone_v2 import KeystoneV2
+from transfer.cloud.keystone_v3 import KeystoneV3, discover
+from transfer.cloud.transport import HttpTransport
+from transfer.config.settings import Credentials, IdentityVersion, identity_version
 from transfer.errors import (
-    ApiError,
     AuthError,
     ConfigError,
-    ProtocolError,
     Unauthorized,
 )
+
+__all__ = ["IssuedToken", "KeystoneAuth", "StaticTokenAuth", "strip_version", "tls_context"]
 
 REFRESH_MARGIN = 300.0
 
@@ -53,63 +57,56 @@ class IssuedToken:
         return time.monotonic() < self.refresh_at
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+class KeystoneVersion(Protocol):
+    """One Keystone API's way to a token (``KeystoneV2``, ``KeystoneV3``)."""
+
+    version: IdentityVersion
+
+    async def request(self, identity: Identity) -> TokenAnswer: ...
 
 
-def _image_catalog(access: Mapping[str, Any]) -> dict[str, str]:
-    catalog: dict[str, str] = {}
-    services = access.get("serviceCatalog")
-    if not isinstance(services, list):
-        return catalog
-    for service in services:
-        if not isinstance(service, Mapping) or service.get("type") != "image":
-            continue
-        endpoints = service.get("endpoints")
-        for endpoint in endpoints if isinstance(endpoints, list) else []:
-            if not isinstance(endpoint, Mapping):
-                continue
-            region, url = endpoint.get("region"), endpoint.get("publicURL")
-            if isinstance(region, str) and isinstance(url, str) and url:
-                catalog[region.upper()] = strip_version(url)
-    return catalog
+def _keystone(version: IdentityVersion, base: str) -> KeystoneVersion:
+    return KeystoneV3(base) if version is IdentityVersion.V3 else KeystoneV2(base)
 
 
-def strip_version(url: str) -> str:
-    # NHN's catalog has no /v2 suffix; some OpenStack catalogs do, and the client adds its own.
-    url = url.rstrip("/")
-    return url[: -len("/v2")] if url.endswith("/v2") else url
-
-
-class PasswordAuth:
-    """Keystone v2.0 password authentication for one tenant (a ``TokenSource``)."""
+class KeystoneAuth:
+    """Tokens for one tenant from its identity service (a ``TokenSource``)."""
 
     def __init__(self, credentials: Credentials, transport: HttpTransport) -> None:
-        if credentials.password is None or not credentials.username:
+        name = credentials.name
+        secret = credentials.password or credentials.application_credential_secret
+        if secret is None:
             raise ConfigError(
-                f"cloud '{credentials.name}': password auth needs a username and a password"
+                f"cloud '{name}': identity auth needs a password or an application credential"
             )
-        if not (credentials.tenant_id or credentials.tenant_name):
+        if credentials.password is not None and not credentials.username:
+            raise ConfigError(f"cloud '{name}': password auth needs a username and a password")
+        if credentials.password is not None and not (
+            credentials.tenant_id or credentials.tenant_name
+        ):
+            raise ConfigError(f"cloud '{name}': password auth needs a tenant id or name")
+        url = yarl.URL(credentials.identity_url)
+        if url.scheme not in ("http", "https") or not url.host:
             raise ConfigError(
-                f"cloud '{credentials.name}': password auth needs a tenant id or name"
-            )
-        self._credentials = credentials
-        self._transport = transport
-        self._url = yarl.URL(credentials.identity_url.rstrip("/") + "/tokens")
-        if self._url.scheme not in ("http", "https") or not self._url.host:
-            raise ConfigError(
-                f"cloud '{credentials.name}': identity_url must be an http(s) URL, "
+                f"cloud '{name}': identity_url must be an http(s) URL, "
                 f"got {credentials.identity_url!r}"
             )
+        try:
+            version = identity_version(credentials.identity_url)
+        except ValueError as exc:
+            raise ConfigError(f"cloud '{name}': identity_url: {exc}") from None
+        self._credentials = credentials
+        self._identity = Identity(credentials, transport)
+        self._transport = transport
+        self._keystone = _keystone(version, credentials.identity_url) if version else None
         self._lock = asyncio.Lock()
         self._current: IssuedToken | None = None
-        transport.register_secret(credentials.password.reveal())
+        transport.register_secret(secret.reveal())
+
+    @property
+    def version(self) -> IdentityVersion | None:
+        """The Keystone version in use (None until an identity root has been asked)."""
+        return self._keystone.version if self._keystone is not None else None
 
     async def issued(self) -> IssuedToken:
         """The current token, issued first if there is none or it is about to expire."""
@@ -134,90 +131,32 @@ class PasswordAuth:
             await self._issue()
 
     async def _issue(self) -> IssuedToken:
-        creds = self._credentials
-        assert creds.password is not None and creds.username is not None
-        scope: dict[str, Any] = (
-            {"tenantId": creds.tenant_id} if creds.tenant_id else {"tenantName": creds.tenant_name}
-        )
-        scope["passwordCredentials"] = {
-            "username": creds.username,
-            "password": creds.password.reveal(),
-        }
-        body = _json_bytes({"auth": scope})
-        host = self._url.host
+        if self._keystone is None:
+            # The version's own address below the root, never a "self" link of the answer:
+            # the password goes to no host but the one configured.
+            root = self._credentials.identity_url.rstrip("/")
+            version = await discover(self._identity, root)
+            self._keystone = _keystone(version, f"{root}/{version}")
         started = time.monotonic()
-        try:
-            reply = await self._transport.call(
-                "POST",
-                self._url,
-                auth=None,
-                ok=(200, 201, 203),
-                mode=Retry.SAFE,
-                headers={"Content-Type": "application/json", "Accept": "application/json"},
-                body=body,
-            )
-        except Unauthorized as exc:
-            raise AuthError(
-                f"the credentials for cloud '{creds.name}' were refused by {host}"
-            ) from exc
-        except ApiError as exc:
-            if exc.retryable:
-                raise
-            raise AuthError(f"the identity service {host} refused to issue a token: {exc}") from exc
-        except ProtocolError as exc:
-            raise AuthError(f"the identity service {host} answered oddly: {exc}") from exc
-        where = f"the token answer from {host}"
-        try:
-            data = self._transport.parse_json(reply, f"POST {self._url.path}")
-        except Exception as exc:
-            raise AuthError(f"{where} is not JSON") from exc
-        access = data.get("access") if isinstance(data, Mapping) else None
-        token = access.get("token") if isinstance(access, Mapping) else None
-        if not isinstance(access, Mapping) or not isinstance(token, Mapping):
-            raise AuthError(f"{where} has no 'access.token'")
-        value = token.get("id")
-        if not isinstance(value, str) or not value:
-            raise AuthError(f"{where} has no token 'id'")
-        expires = _parse_time(token.get("expires"))
-        if expires is None:
-            raise AuthError(f"{where} has no readable 'expires' ({token.get('expires')!r})")
-        tenant = token.get("tenant")
-        tenant_id = tenant.get("id") if isinstance(tenant, Mapping) else None
-        if not isinstance(tenant_id, str) or not tenant_id:
-            tenant_id = creds.tenant_id
-        if not tenant_id:
-            raise AuthError(f"{where} is not scoped to a tenant")
+        answer = await self._keystone.request(self._identity)
+        where = f"the token answer from {yarl.URL(self._credentials.identity_url).host}"
         # Measure the lifetime on the server's clock (issued_at, else its Date header) so that
         # a skewed local clock cannot make a fresh token look expired or an old one fresh.
-        server_now = _parse_time(token.get("issued_at")) or _http_date(reply.headers.get("Date"))
-        lifetime = (expires - (server_now or datetime.now(UTC))).total_seconds()
+        lifetime = (answer.expires - (answer.server_now or datetime.now(UTC))).total_seconds()
         if lifetime <= 0:
-            raise AuthError(f"{where} carries a token that has already expired ({expires})")
+            raise AuthError(f"{where} carries a token that has already expired ({answer.expires})")
         margin = min(REFRESH_MARGIN, 0.1 * lifetime)
-        self._transport.register_secret(value)
-        if self._current is not None:
+        self._transport.register_secret(answer.value)
+        if self._current is not None and self._current.value != answer.value:
             self._transport.forget_secret(self._current.value)
         self._current = IssuedToken(
-            value=value,
-            expires=expires,
-            tenant_id=tenant_id,
-            catalog=_image_catalog(access),
+            value=answer.value,
+            expires=answer.expires,
+            tenant_id=answer.tenant_id,
+            catalog=answer.catalog,
             refresh_at=started + lifetime - margin,
         )
         return self._current
-
-
-def _http_date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _json_bytes(payload: Any) -> bytes:
-    return json.dumps(payload).encode()
 
 
 class StaticTokenAuth:

@@ -10,7 +10,7 @@ from typing import Self
 
 import anyio
 
-from transfer.cloud.auth import PasswordAuth, StaticTokenAuth, strip_version, tls_context
+from transfer.cloud.auth import KeystoneAuth, StaticTokenAuth, strip_version, tls_context
 from transfer.cloud.client import ImageClient
 from transfer.cloud.transport import HttpTransport
 from transfer.config.settings import Config, Credentials, HttpSettings
@@ -20,13 +20,24 @@ from transfer.errors import CatalogError, ConfigError
 class CloudSession:
     """One tenant's session: its transport, its token, and an ImageClient per region.
 
+    The token comes from the identity service (``KeystoneAuth``: a password or an application
+    credential, Keystone v2.0 or v3 as ``identity_url`` says) or is pre-issued
+    (``StaticTokenAuth``, with explicit endpoints).
+
     Use as ``async with CloudSession(credentials) as cloud: client = await
     cloud.image_client("KR1")``.
     """
 
     def __init__(self, credentials: Credentials, *, settings: HttpSettings | None = None) -> None:
-        if credentials.token is None and credentials.password is None:
-            raise ConfigError(f"cloud '{credentials.name}': neither a password nor a token is set")
+        if (
+            credentials.token is None
+            and credentials.password is None
+            and credentials.application_credential_secret is None
+        ):
+            raise ConfigError(
+                f"cloud '{credentials.name}': neither a password, an application credential "
+                "nor a token is set"
+            )
         if credentials.token is not None and not credentials.endpoints:
             raise ConfigError(
                 f"cloud '{credentials.name}': a pre-issued token needs explicit image endpoints"
@@ -35,11 +46,11 @@ class CloudSession:
         self._transport = HttpTransport(
             settings or HttpSettings(), ssl_context=tls_context(credentials)
         )
-        self._auth: PasswordAuth | StaticTokenAuth
+        self._auth: KeystoneAuth | StaticTokenAuth
         if credentials.token is not None:
             self._auth = StaticTokenAuth(credentials, self._transport)
         else:
-            self._auth = PasswordAuth(credentials, self._transport)
+            self._auth = KeystoneAuth(credentials, self._transport)
         self._explicit = {k.upper(): strip_version(v) for k, v in credentials.endpoints.items()}
         self._clients: dict[str, ImageClient] = {}
 
@@ -53,9 +64,18 @@ class CloudSession:
     async def __aexit__(self, *exc_info: object) -> None:
         await self._transport.close()
 
+    @property
+    def identity_version(self) -> str | None:
+        """The Keystone version the token comes from (None: a pre-issued token, or an identity
+        root not asked yet)."""
+        if isinstance(self._auth, KeystoneAuth):
+            version = self._auth.version
+            return str(version) if version is not None else None
+        return None
+
     async def tenant_id(self) -> str:
         """The tenant the token is scoped to (token mode: ``credentials.tenant_id``)."""
-        if isinstance(self._auth, PasswordAuth):
+        if isinstance(self._auth, KeystoneAuth):
             return (await self._auth.issued()).tenant_id
         if not self.credentials.tenant_id:
             raise ConfigError(
@@ -64,7 +84,7 @@ class CloudSession:
         return self.credentials.tenant_id
 
     async def _catalog(self) -> Mapping[str, str]:
-        if isinstance(self._auth, PasswordAuth):
+        if isinstance(self._auth, KeystoneAuth):
             return (await self._auth.issued()).catalog
         return {}
 
@@ -83,13 +103,13 @@ class CloudSession:
             endpoint = catalog.get(key)
             if endpoint is None:
                 known = sorted(set(catalog) | set(self._explicit))
-                source = "the catalog" if isinstance(self._auth, PasswordAuth) else "the endpoints"
+                source = "the catalog" if isinstance(self._auth, KeystoneAuth) else "the endpoints"
                 raise CatalogError(
                     f"cloud '{self.credentials.name}': no image endpoint for region {region!r}; "
                     f"{source} lists {', '.join(known) if known else 'none'}"
                 )
         tenant = self.credentials.tenant_id
-        if isinstance(self._auth, PasswordAuth):
+        if isinstance(self._auth, KeystoneAuth):
             tenant = (await self._auth.issued()).tenant_id
         client = ImageClient(
             self._transport, self._auth, region=key, endpoint=endpoint, tenant_id=tenant

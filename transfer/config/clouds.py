@@ -16,13 +16,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from transfer.config.checks import NAME_RE, REGION_RE, Checks, got, is_url, join
+from transfer.config.keystone import V3_KEYS, Mode, keystone_problems
 from transfer.config.settings import (
     NHN_IDENTITY_URL,
     Credentials,
+    IdentityVersion,
     Secret,
+    identity_version,
     suggestion,
 )
-from transfer.config.sources import PASSWORD_KEYS, TOKEN_KEYS, import_conventions
+from transfer.config.sources import (
+    APPLICATION_SECRET_KEYS,
+    PASSWORD_KEYS,
+    TOKEN_KEYS,
+    import_conventions,
+)
 
 #: Hosts where a plain-http identity URL draws no warning: the password never leaves the host.
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -30,17 +38,30 @@ CLOUD_KEYS = (
     "identity_url",
     "tenant_id",
     "tenant_name",
+    "project_id",
+    "project_name",
     "username",
     "password",
     "password_env",
     "password_file",
     "token_env",
     "token_file",
+    *V3_KEYS,
+    *APPLICATION_SECRET_KEYS,
+    "region",
     "ca_bundle",
     "insecure",
     "endpoints",
     "os_cloud",
     "from_env",
+)
+#: Keystone v3's names for the two tenant keys (one concept: either spelling, not both).
+PROJECT_NAMES = {"project_id": "tenant_id", "project_name": "tenant_name"}
+#: The kinds of secret a cloud may give: exactly one.
+SECRET_KINDS: tuple[tuple[Mode, tuple[str, ...]], ...] = (
+    (Mode.PASSWORD, PASSWORD_KEYS),
+    (Mode.APPLICATION_CREDENTIAL, APPLICATION_SECRET_KEYS),
+    (Mode.TOKEN, TOKEN_KEYS),
 )
 
 
@@ -105,84 +126,144 @@ class CloudReader:
     def cloud(self, name: str, body: dict[str, Any], where: str) -> CloudDraft:
         checks = self.checks
         checks.check_keys(body, where, CLOUD_KEYS)
+        body, names = self.project_names(body, where)
         body = import_conventions(checks, body, where)
-        tenant_id = checks.string(body, "tenant_id", where)
-        tenant_name = checks.string(body, "tenant_name", where)
-        username = checks.string(body, "username", where)
+        fields = {
+            key: checks.string(body, key, where)
+            for key in ("tenant_id", "tenant_name", "username", *V3_KEYS)
+        }
         identity_url = checks.string(body, "identity_url", where) or NHN_IDENTITY_URL
-        if not is_url(identity_url):
-            checks.problem(
-                join(where, "identity_url"), f"expected an http(s) URL, got {got(identity_url)}"
-            )
+        version = self.identity_version(identity_url, join(where, "identity_url"))
         endpoints = self.endpoints(body.get("endpoints"), join(where, "endpoints"))
         insecure = checks.boolean(body, "insecure", where, False)
         ca_bundle = self.ca_bundle(body, where)
-        password_keys = [k for k in PASSWORD_KEYS if k in body]
-        token_keys = [k for k in TOKEN_KEYS if k in body]
-        draft = CloudDraft(tenant_id=tenant_id, endpoints=endpoints, uses_token=bool(token_keys))
-        ok = self.one_mode(body, where, password_keys, token_keys, has_endpoints=bool(endpoints))
+        region = self.region(body, where)
+        given = [(mode, [k for k in keys if k in body]) for mode, keys in SECRET_KINDS]
+        given = [(mode, keys) for mode, keys in given if keys]
+        mode = given[0][0] if len(given) == 1 else None
+        draft = CloudDraft(
+            tenant_id=fields["tenant_id"],
+            endpoints=endpoints,
+            uses_token=any(m is Mode.TOKEN for m, _ in given),
+        )
+        ok = self.one_mode(body, where, given, has_endpoints=bool(endpoints))
+        if ok and mode is not None:
+            for key, message in keystone_problems(fields, mode=mode, version=version, names=names):
+                checks.problem(join(where, names.get(key, key)) if key else where, message)
         if insecure:
             checks.warn(join(where, "insecure"), "TLS certificate verification is disabled")
         parts = urlsplit(identity_url)
-        if password_keys and parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
-            checks.warn(join(where, "identity_url"), "plain http: the password travels unencrypted")
-        if not ok:
+        if (
+            any(m is not Mode.TOKEN for m, _ in given)
+            and parts.scheme == "http"
+            and parts.hostname not in LOOPBACK_HOSTS
+        ):
+            what = "password" if mode is Mode.PASSWORD else "secret"
+            checks.warn(join(where, "identity_url"), f"plain http: the {what} travels unencrypted")
+        if not ok or mode is None:
             return draft
-        password = self.secret(body, password_keys[0], where) if password_keys else None
-        token = self.secret(body, token_keys[0], where) if not password_keys else None
-        if (password is not None or token is not None) and not checks.problems_for(where):
+        secret = self.secret(body, given[0][1][0], where)
+        if secret is not None and not checks.problems_for(where):
             draft.creds = Credentials(
                 name=name,
                 identity_url=identity_url,
-                tenant_id=tenant_id,
-                tenant_name=tenant_name,
-                username=username,
-                password=password,
-                token=token,
+                password=secret if mode is Mode.PASSWORD else None,
+                application_credential_secret=(
+                    secret if mode is Mode.APPLICATION_CREDENTIAL else None
+                ),
+                token=secret if mode is Mode.TOKEN else None,
                 endpoints=MappingProxyType(dict(endpoints)),
                 ca_bundle=ca_bundle,
                 verify_tls=not insecure,
+                region=region,
+                **fields,
             )
         return draft
+
+    def project_names(
+        self, body: dict[str, Any], where: str
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The table with ``project_id``/``project_name`` under their v2.0 names, and the names
+        the file used (for messages); both spellings at once is a problem."""
+        body = dict(body)
+        names: dict[str, str] = {}
+        for v3_key, v2_key in PROJECT_NAMES.items():
+            if v3_key not in body:
+                continue
+            if v2_key in body:
+                self.checks.problem(
+                    join(where, v3_key),
+                    f"expected {v3_key} or {v2_key} (the Keystone v3 and v2.0 names of one "
+                    "setting), got both",
+                )
+            else:
+                body[v2_key] = body[v3_key]
+                names[v2_key] = v3_key
+            del body[v3_key]
+        if names:  # a file that speaks v3 is answered in v3's names
+            names = {v2_key: v3_key for v3_key, v2_key in PROJECT_NAMES.items()}
+        return body, names
+
+    def identity_version(self, url: str, where: str) -> IdentityVersion | None:
+        if not is_url(url):
+            self.checks.problem(where, f"expected an http(s) URL, got {got(url)}")
+            return None
+        try:
+            return identity_version(url)
+        except ValueError as exc:
+            self.checks.problem(where, str(exc))
+            return None
+
+    def region(self, body: Mapping[str, Any], where: str) -> str | None:
+        raw = self.checks.string(body, "region", where)
+        if raw is not None and not REGION_RE.fullmatch(raw):
+            self.checks.problem(
+                join(where, "region"), f"expected a region name like KR1, got {got(raw)}"
+            )
+            return None
+        return raw.upper() if raw else None
 
     def one_mode(
         self,
         body: Mapping[str, Any],
         where: str,
-        password_keys: list[str],
-        token_keys: list[str],
+        given: list[tuple[Mode, list[str]]],
         *,
         has_endpoints: bool,
     ) -> bool:
         """Whether the cloud names exactly one secret and what its mode needs besides."""
         checks = self.checks
+        if not given:
+            checks.problem(
+                where,
+                "no credentials: expected password_env, password_file or password (or "
+                "application_credential_secret_env/_file with application_credential_id, or "
+                "token_env/token_file with endpoints)",
+            )
+            return False
         ok = True
-        if not password_keys and not token_keys:
-            checks.problem(
-                where,
-                "no credentials: expected password_env, password_file or "
-                "password (or token_env/token_file with endpoints)",
+        if len(given) > 1:
+            kinds = " or ".join(
+                ("an " if m is Mode.APPLICATION_CREDENTIAL else "a ") + m for m, _ in given
             )
+            listed = ", ".join(k for _, ks in given for k in ks)
+            count = "both" if len(given) == 2 else "all three"
+            checks.problem(where, f"expected either {kinds}, got {count} ({listed})")
             ok = False
-        if password_keys and token_keys:
-            checks.problem(
-                where,
-                f"expected either a password or a token, got both "
-                f"({', '.join(password_keys + token_keys)})",
-            )
-            ok = False
-        for keys in (password_keys, token_keys):
+        for _, keys in given:
             if len(keys) > 1:
                 checks.problem(where, f"expected only one of {', '.join(keys)}, got {len(keys)}")
                 ok = False
-        if token_keys and not has_endpoints:
+        modes = {m for m, _ in given}
+        if Mode.TOKEN in modes and not has_endpoints:
+            token_key = next(ks[0] for m, ks in given if m is Mode.TOKEN)
             checks.problem(
                 where,
-                f"{token_keys[0]} (token mode) needs [{where}.endpoints]: "
+                f"{token_key} (token mode) needs [{where}.endpoints]: "
                 "a pre-issued token comes without a service catalog",
             )
             ok = False
-        if password_keys and not token_keys:
+        if modes == {Mode.PASSWORD}:
             # A key that is present but wrong has its own problem already.
             if "username" not in body:
                 checks.problem(
@@ -190,7 +271,9 @@ class CloudReader:
                 )
                 ok = False
             if not ("tenant_id" in body or "tenant_name" in body):
-                checks.problem(where, "expected tenant_id or tenant_name, got neither")
+                v3 = str(body.get("identity_url", "")).rstrip("/").endswith("/v3")
+                names = "project_id or project_name" if v3 else "tenant_id or tenant_name"
+                checks.problem(where, f"expected {names}, got neither")
                 ok = False
         return ok
 
@@ -231,8 +314,8 @@ class CloudReader:
         value = body[key]
         if isinstance(value, Secret):  # imported from clouds.yaml or OS_* already
             return value
-        if key == "password":
-            return self.inline_password(value, name)
+        if key in ("password", "application_credential_secret"):
+            return self.inline_password(value, name, key)
         if not isinstance(value, str) or not value:
             self.checks.problem(name, f"expected a non-empty string, got {got(value)}")
             return None
@@ -242,17 +325,16 @@ class CloudReader:
             return self.checks.env_secret(value, name)
         return self.secret_file(value, name)
 
-    def inline_password(self, value: Any, name: str) -> Secret | None:
+    def inline_password(self, value: Any, name: str, key: str = "password") -> Secret | None:
         if not isinstance(value, str) or not value:
             self.checks.problem(name, f"expected a non-empty string, got {got(value, secret=True)}")
             return None
-        self.checks.warn(
-            name, "a plain password in the config file; prefer password_env or password_file"
-        )
+        what = "password" if key == "password" else "application credential secret"
+        self.checks.warn(name, f"a plain {what} in the config file; prefer {key}_env or {key}_file")
         if self.shared_mode:
             self.checks.warn(
                 name,
-                "the config file holds a password and is readable by other users (chmod 600 it)",
+                f"the config file holds a {what} and is readable by other users (chmod 600 it)",
             )
         return Secret(value)
 

@@ -16,6 +16,7 @@ from collections.abc import (
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
 from transfer.bandwidth import Timetable
 from transfer.errors import (
@@ -59,13 +60,40 @@ class Secret:
         return bool(self._value)
 
 
+class IdentityVersion(enum.StrEnum):
+    """The Keystone API a cloud's ``identity_url`` speaks."""
+
+    V2 = "v2.0"
+    V3 = "v3"
+
+
+def identity_version(url: str) -> IdentityVersion | None:
+    """The Keystone version an identity URL names: ``.../v2.0`` or ``.../v3``; None for the
+    bare root of the service (its version is discovered); ValueError for any other path."""
+    path = urlsplit(url).path.rstrip("/")
+    if not path:
+        return None
+    for version in IdentityVersion:
+        if path.endswith("/" + version.value):
+            return version
+    raise ValueError(
+        "expected an identity URL ending in /v3 or /v2.0, or the bare root of the identity "
+        f"service (its versions are discovered), got {url!r}"
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class Credentials:
     """How to reach one tenant's Image API.
 
-    Password mode: ``identity_url`` + ``tenant_id`` + ``username`` + ``password``; the image
-    endpoint of a region comes from the token's service catalog unless ``endpoints`` names it.
-    Token mode (no identity service): ``token`` + ``endpoints`` (region name -> image URL).
+    Password mode: ``identity_url`` + ``tenant_id`` (or ``tenant_name``) + ``username`` +
+    ``password``; with Keystone v3 also the user's domain (and the project's, for a project
+    name).  Application credential mode (v3): ``application_credential_id`` (or its name with
+    ``username`` and the user's domain) + ``application_credential_secret``; the project comes
+    with the token.  In both, the image endpoint of a region comes from the token's service
+    catalog unless ``endpoints`` names it.  Token mode (no identity service): ``token`` +
+    ``endpoints`` (region name -> image URL).  ``tenant_id``/``tenant_name`` are Keystone v3's
+    project id and name.  ``region`` is the cloud's default region (``region_name``).
     """
 
     name: str = "default"  # the config's name for this cloud, used in messages
@@ -78,10 +106,34 @@ class Credentials:
     endpoints: Mapping[str, str] = field(default_factory=dict)
     ca_bundle: str | None = None  # path to a CA bundle; None = the system's
     verify_tls: bool = True
+    user_domain_id: str | None = None
+    user_domain_name: str | None = None
+    project_domain_id: str | None = None
+    project_domain_name: str | None = None
+    application_credential_id: str | None = None
+    application_credential_name: str | None = None
+    application_credential_secret: Secret | None = None
+    region: str | None = None
 
     @property
     def uses_token(self) -> bool:
         return self.token is not None
+
+    @property
+    def uses_application_credential(self) -> bool:
+        return self.application_credential_secret is not None
+
+    @property
+    def has_v3_parts(self) -> bool:
+        """Whether anything only Keystone v3 knows is set (domains, an application credential)."""
+        return self.uses_application_credential or any(
+            (
+                self.user_domain_id,
+                self.user_domain_name,
+                self.project_domain_id,
+                self.project_domain_name,
+            )
+        )
 
 
 class LogLevel(enum.StrEnum):

@@ -6,23 +6,55 @@ command, whose flags win over them).  Imported secrets arrive as ``Secret`` obje
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from transfer.config.checks import Checks, join
-from transfer.config.settings import Secret
+from transfer.config.settings import Secret, identity_version
+from transfer.errors import ConfigError
 
 #: The places ``find_clouds_yaml`` tries, in its order, as a problem names them.
 CLOUDS_YAML_PLACES = (
     "OS_CLIENT_CONFIG_FILE, ./clouds.yaml, ~/.config/openstack/clouds.yaml, "
     "/etc/openstack/clouds.yaml"
 )
-#: The keys of a cloud table that give its secret: a password, or a pre-issued token.
+#: The keys of a cloud table that give its secret: a password, an application credential's
+#: secret, or a pre-issued token.
 PASSWORD_KEYS = ("password", "password_env", "password_file")
+APPLICATION_SECRET_KEYS = (
+    "application_credential_secret",
+    "application_credential_secret_env",
+    "application_credential_secret_file",
+)
 TOKEN_KEYS = ("token_env", "token_file")
+#: keystoneauth's ``auth_type`` names, by the secret each takes.
+AUTH_TYPES = {
+    "password": "password",
+    "v2password": "password",
+    "v3password": "password",
+    "v3applicationcredential": "application_credential_secret",
+    "token": "token",
+    "v2token": "token",
+    "v3token": "token",
+}
+#: Our string keys beside the secret, and their names in clouds.yaml's ``auth``.
+_AUTH_KEYS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("identity_url", ("auth_url",)),
+    ("username", ("username",)),
+    ("tenant_id", ("project_id", "tenant_id")),
+    ("tenant_name", ("project_name", "tenant_name")),
+    ("user_domain_name", ("user_domain_name",)),
+    ("user_domain_id", ("user_domain_id",)),
+    ("project_domain_name", ("project_domain_name",)),
+    ("project_domain_id", ("project_domain_id",)),
+    ("application_credential_id", ("application_credential_id",)),
+    ("application_credential_name", ("application_credential_name",)),
+)
+
+Report = Callable[[str], None]
 
 
 def _first_set(
@@ -39,50 +71,107 @@ def _first_set(
     return result
 
 
-def clouds_yaml_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+def _one_secret(
+    secrets: Mapping[str, Any], auth_type: Any, label: str, report: Report
+) -> dict[str, Secret]:
+    """The one secret ``auth_type`` takes (without one: a password, keystoneauth's default,
+    else an application credential's secret, else a token), as ``{our key: Secret}``."""
+    wanted: str | None = None
+    if auth_type is not None:
+        wanted = AUTH_TYPES.get(auth_type) if isinstance(auth_type, str) else None
+        if wanted is None:
+            report(
+                f"{label} {auth_type!r} is not supported (expected one of {', '.join(AUTH_TYPES)})"
+            )
+            return {}
+    for key in ("password", "application_credential_secret", "token"):
+        value = secrets.get(key)
+        if wanted in (None, key) and isinstance(value, str) and value:
+            return {key: Secret(value)}
+    return {}
+
+
+def _with_version(url: str | None, version: Any, label: str, report: Report) -> str | None:
+    """``url`` with the version an ``identity_api_version`` names added to a bare root; a
+    problem when the URL names another one."""
+    if url is None or version is None:
+        return url
+    path = {"3": "v3", "3.0": "v3", "2": "v2.0", "2.0": "v2.0"}.get(str(version).strip())
+    if path is None:
+        report(f"{label}: expected 3 or 2.0, got {str(version)!r}")
+        return url
+    try:
+        named = identity_version(url)
+    except ValueError:
+        return url  # the cloud reader says what is wrong with the URL
+    if named is None:
+        return url.rstrip("/") + "/" + path
+    if named != path:
+        report(f"{label} is {version}, but the identity URL {url} ends in /{named}")
+    return url
+
+
+def clouds_yaml_entry(entry: Mapping[str, Any], report: Report) -> dict[str, Any]:
     """Our cloud keys from one ``clouds.yaml`` entry (openstacksdk's layout)."""
     auth = entry.get("auth") if isinstance(entry.get("auth"), Mapping) else {}
     assert isinstance(auth, Mapping)
-    result = _first_set(
-        auth,
-        (
-            ("identity_url", ("auth_url",)),
-            ("username", ("username",)),
-            ("tenant_id", ("project_id", "tenant_id")),
-            ("tenant_name", ("project_name", "tenant_name")),
-        ),
+    result = _first_set(auth, _AUTH_KEYS)
+    result.update(_one_secret(auth, entry.get("auth_type"), "auth_type", report))
+    url = _with_version(
+        result.get("identity_url"),
+        entry.get("identity_api_version"),
+        "identity_api_version",
+        report,
     )
-    if isinstance(auth.get("password"), str) and auth["password"]:
-        result["password"] = Secret(auth["password"])
-    elif isinstance(auth.get("token"), str) and auth["token"]:
-        result["token"] = Secret(auth["token"])
+    if url is not None:
+        result["identity_url"] = url
     if isinstance(entry.get("cacert"), str):
         result["ca_bundle"] = entry["cacert"]
     if entry.get("verify") is False:
         result["insecure"] = True
+    interface = entry.get("interface")
+    if interface not in (None, "public"):
+        report(f"interface {interface!r} is not supported: only the public endpoints are used")
     region = entry.get("region_name")
+    if isinstance(region, str) and region:
+        result["region"] = region
     override = entry.get("image_endpoint_override")
     if isinstance(region, str) and isinstance(override, str):
         result["endpoints"] = {region.upper(): override}
     return result
 
 
-def openstack_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+def _raise(message: str) -> None:
+    raise ConfigError(message)
+
+
+def openstack_environment(environ: Mapping[str, str], report: Report = _raise) -> dict[str, Any]:
     """Our cloud keys from the ``OS_*`` variables the openstack CLI uses."""
     result = _first_set(
         environ,
         (
-            ("identity_url", ("OS_AUTH_URL",)),
-            ("username", ("OS_USERNAME",)),
-            ("tenant_id", ("OS_PROJECT_ID", "OS_TENANT_ID")),
-            ("tenant_name", ("OS_PROJECT_NAME", "OS_TENANT_NAME")),
+            *(
+                (ours, tuple(f"OS_{name.upper()}" for name in theirs))
+                for ours, theirs in _AUTH_KEYS
+            ),
             ("ca_bundle", ("OS_CACERT",)),
+            ("region", ("OS_REGION_NAME",)),
         ),
     )
-    if environ.get("OS_PASSWORD"):
-        result["password"] = Secret(environ["OS_PASSWORD"])
-    elif environ.get("OS_AUTH_TOKEN"):
-        result["token"] = Secret(environ["OS_AUTH_TOKEN"])
+    secrets = {
+        "password": environ.get("OS_PASSWORD"),
+        "token": environ.get("OS_AUTH_TOKEN"),
+        "application_credential_secret": environ.get("OS_APPLICATION_CREDENTIAL_SECRET"),
+    }
+    result.update(_one_secret(secrets, environ.get("OS_AUTH_TYPE") or None, "OS_AUTH_TYPE", report))
+    url = _with_version(
+        result.get("identity_url"),
+        environ.get("OS_IDENTITY_API_VERSION") or None,
+        "OS_IDENTITY_API_VERSION",
+        report,
+    )
+    if url is not None:
+        result["identity_url"] = url
     if environ.get("OS_IMAGE_URL") and environ.get("OS_REGION_NAME"):
         result["endpoints"] = {environ["OS_REGION_NAME"].upper(): environ["OS_IMAGE_URL"]}
     return result
@@ -120,7 +209,9 @@ def read_clouds_yaml(checks: Checks, entry: str, where: str) -> dict[str, Any]:
         known = ", ".join(clouds) if isinstance(clouds, dict) else "none"
         checks.problem(where, f"{path} has no cloud named {entry!r} (clouds: {known})")
         return {}
-    return clouds_yaml_entry(clouds[entry])
+    return clouds_yaml_entry(
+        clouds[entry], lambda message: checks.problem(where, f"{path}: {entry}: {message}")
+    )
 
 
 def import_conventions(checks: Checks, body: dict[str, Any], where: str) -> dict[str, Any]:
@@ -135,13 +226,15 @@ def import_conventions(checks: Checks, body: dict[str, Any], where: str) -> dict
         if entry is not None:
             imported = read_clouds_yaml(checks, entry, join(where, "os_cloud"))
     elif checks.boolean(body, "from_env", where, False):
-        imported = openstack_environment(checks.environ)
+        imported = openstack_environment(
+            checks.environ, lambda message: checks.problem(join(where, "from_env"), message)
+        )
         if not imported:
             checks.problem(join(where, "from_env"), "no OS_* variables are set")
     merged = {k: v for k, v in body.items() if k not in ("os_cloud", "from_env")}
-    has_secret = any(k in merged for k in (*PASSWORD_KEYS, *TOKEN_KEYS))
+    has_secret = any(k in merged for k in (*PASSWORD_KEYS, *APPLICATION_SECRET_KEYS, *TOKEN_KEYS))
     for key, value in imported.items():
-        if key in ("password", "token") and has_secret:
+        if key in ("password", "token", "application_credential_secret") and has_secret:
             continue
         if key == "token":
             merged["token_env"] = value  # a Secret: the cloud reader takes it as it is
