@@ -51,16 +51,22 @@ soak-workers: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
-# Benchmarks (see benchmarks/README.md).  `bench` installs python-glanceclient, the operators'
-# baseline, into its own venv on first use; without it the baseline falls back to curl.
-GLANCE := benchmarks/.glance-venv/bin/glance
+# The OpenStack clients (python-glanceclient, openstacksdk, python-openstackclient) in their own
+# environment, .interop/clients-venv (built on first use by tests/ecosystem and the benchmark too).
+.PHONY: clients ecosystem
+clients: $(STAMP)
+	$(BIN)/python -m interop.clients
+
+# The clients' scripted tours against `image-transfer emulator` (Keystone v2.0 and v3).
+ecosystem: $(STAMP)
+	$(BIN)/python -m pytest -q tests/ecosystem
+
+# Benchmarks (see benchmarks/README.md).  `bench` builds the clients' environment first: its
+# python-glanceclient is the operators' baseline (without it the baseline falls back to curl).
 .PHONY: bench bench-quick
 
-$(GLANCE):
-	-$(PYTHON) -m venv benchmarks/.glance-venv && \
-		benchmarks/.glance-venv/bin/python -m pip install --quiet python-glanceclient
-
-bench: $(STAMP) $(GLANCE)
+bench: $(STAMP)
+	-$(BIN)/python -m interop.clients
 	$(BIN)/python -m benchmarks
 
 bench-quick: $(STAMP)

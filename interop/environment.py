@@ -1,11 +1,15 @@
-"""Real OpenStack Glance in a virtual environment of its own, built once and reused.
+"""Virtual environments of their own, built once and reused: real OpenStack Glance, and the
+ecosystem's clients (``interop/clients.py``).
+
+``ensure_venv`` is the shared machinery: an environment pinned by a requirements file, built
+under a lock (concurrent test runs wait for each other) and marked complete (a stamp: the digest
+of the requirements and the interpreter) only once everything is in place, so an interrupted
+build is redone, never half used.  When the requirements or the interpreter change, the stamp no
+longer matches and the environment is rebuilt.
 
 ``ensure_glance(root)`` returns a ``GlanceInstall``: the environment under ``root/venv``
 (pinned by ``interop/requirements.txt``) and an empty, migrated Glance database to copy for
-each server.  Both are built under a lock (concurrent test runs wait for each other) and marked
-complete only once everything is in place, so an interrupted build is redone, never half used.
-When the requirements or the interpreter change, the stamp no longer matches and the
-environment is rebuilt.
+each server.
 
 A build that fails because the package index cannot be reached raises ``IndexUnreachable``
 (the tests skip on it, or fail where every test must run); any other failure raises
@@ -23,7 +27,7 @@ import shutil
 import subprocess
 import sys
 import venv
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,11 +50,11 @@ _UNREACHABLE = re.compile(
 
 
 class IndexUnreachable(RuntimeError):
-    """Glance could not be installed because the package index is out of reach."""
+    """An environment could not be built because the package index is out of reach."""
 
 
 class BuildFailed(RuntimeError):
-    """Glance's environment could not be built for another reason."""
+    """An environment could not be built for another reason."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,38 @@ class GlanceInstall:
         return self.venv / "bin" / name
 
 
+def ensure_venv(
+    venv_dir: Path,
+    requirements: Path,
+    *,
+    what: str,
+    lock: Path,
+    pip_env: Mapping[str, str] | None = None,
+    ready: Callable[[], bool] = lambda: True,
+    finish: Callable[[], None] | None = None,
+) -> Path:
+    """The environment at ``venv_dir``, pinned by ``requirements``: reused when complete
+    (stamp matches and ``ready()``), else (re)built, then ``finish()`` (under the lock).
+
+    ``what`` names what is installed in messages (``glance==33.0.0``); ``pip_env`` is pip's
+    environment (default: ours, so pip's own configuration applies).
+    """
+    venv_dir.parent.mkdir(parents=True, exist_ok=True)
+    stamp = venv_dir / _STAMP
+    python = venv_dir / "bin" / "python"
+    # The interpreter is part of what was built: a new Python needs a new environment.
+    wanted = hashlib.sha256(requirements.read_bytes() + sys.version.encode()).hexdigest()
+    with _locked(lock):
+        if _read(stamp) == wanted and python.exists() and ready():
+            return venv_dir
+        shutil.rmtree(venv_dir, ignore_errors=True)
+        _build_venv(venv_dir, requirements, pip_env, what)
+        if finish is not None:
+            finish()
+        stamp.write_text(wanted)
+    return venv_dir
+
+
 def ensure_glance(
     root: Path = DEFAULT_ROOT,
     *,
@@ -78,17 +114,20 @@ def ensure_glance(
     """
     root.mkdir(parents=True, exist_ok=True)
     install = GlanceInstall(venv=root / "venv", template_db=root / _TEMPLATE_DB)
-    stamp = install.venv / _STAMP
-    # The interpreter is part of what was built: a new Python needs a new environment.
-    wanted = hashlib.sha256(requirements.read_bytes() + sys.version.encode()).hexdigest()
-    with _locked(root / "build.lock"):
-        if _read(stamp) == wanted and install.python.exists() and install.template_db.exists():
-            return install
-        shutil.rmtree(install.venv, ignore_errors=True)
+
+    def finish() -> None:
         install.template_db.unlink(missing_ok=True)
-        _build_venv(install, requirements, pip_env)
         _migrate_template(install, root)
-        stamp.write_text(wanted)
+
+    ensure_venv(
+        install.venv,
+        requirements,
+        what=f"glance=={GLANCE_VERSION}",
+        lock=root / "build.lock",
+        pip_env=pip_env,
+        ready=install.template_db.exists,
+        finish=finish,
+    )
     return install
 
 
@@ -110,17 +149,17 @@ def _read(path: Path) -> str | None:
 
 
 def _build_venv(
-    install: GlanceInstall, requirements: Path, pip_env: Mapping[str, str] | None
+    venv_dir: Path, requirements: Path, pip_env: Mapping[str, str] | None, what: str
 ) -> None:
     # The interpreter running us (3.11, like the project's); a venv of a venv would do too,
     # but the base interpreter keeps the two environments independent.
     builder = venv.EnvBuilder(with_pip=True, clear=True, symlinks=True)
     try:
-        builder.create(install.venv)
+        builder.create(venv_dir)
     except (OSError, subprocess.CalledProcessError) as exc:
-        raise BuildFailed(f"python -m venv {install.venv} failed: {exc}") from exc
+        raise BuildFailed(f"python -m venv {venv_dir} failed: {exc}") from exc
     cmd = [
-        str(install.python),
+        str(venv_dir / "bin" / "python"),
         "-m",
         "pip",
         "install",
@@ -141,16 +180,16 @@ def _build_venv(
         )
     except subprocess.TimeoutExpired as exc:
         raise IndexUnreachable(
-            f"pip did not finish installing Glance within {_PIP_TIMEOUT:.0f}s"
+            f"pip did not finish installing {what} within {_PIP_TIMEOUT:.0f}s"
         ) from exc
     if done.returncode != 0:
         said = (done.stderr or done.stdout).strip()
         tail = "\n".join(said.splitlines()[-15:])
         if _UNREACHABLE.search(said):
             raise IndexUnreachable(
-                f"cannot install glance=={GLANCE_VERSION}: the package index is unreachable\n{tail}"
+                f"cannot install {what}: the package index is unreachable\n{tail}"
             )
-        raise BuildFailed(f"pip install of glance=={GLANCE_VERSION} failed:\n{tail}")
+        raise BuildFailed(f"pip install of {what} failed:\n{tail}")
 
 
 def _migrate_template(install: GlanceInstall, root: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 
@@ -20,19 +21,26 @@ from interop.server import GlanceCloud
 TENANTS = ("src", "dst", "partner", "outsider", "tour-owner", "tour-member", "tour-outsider")
 
 
+Install = TypeVar("Install")
+
+
 def require_all() -> bool:
     return os.environ.get("IMAGE_TRANSFER_REQUIRE_ALL_TESTS") == "1"
 
 
 def install_or_skip(
-    build: Callable[[], GlanceInstall] = ensure_glance, *, required: bool | None = None
-) -> GlanceInstall:
-    """Glance's environment; a skip saying why when the index is out of reach (a failure
-    when every test is ``required``, as CI says with IMAGE_TRANSFER_REQUIRE_ALL_TESTS=1)."""
+    build: Callable[[], Install],
+    *,
+    required: bool | None = None,
+    what: str = "real Glance",
+) -> Install:
+    """The environment ``build`` returns; a skip saying why when the index is out of reach
+    (a failure when every test is ``required``, as CI says with
+    IMAGE_TRANSFER_REQUIRE_ALL_TESTS=1).  ``what`` names it in the message."""
     try:
         return build()
     except IndexUnreachable as exc:
-        reason = f"real Glance cannot be installed, the package index is unreachable: {exc}"
+        reason = f"{what} cannot be installed, the package index is unreachable: {exc}"
         if require_all() if required is None else required:
             pytest.fail(f"{reason}\n(IMAGE_TRANSFER_REQUIRE_ALL_TESTS=1: no test may skip)")
         pytest.skip(f"{reason} (set IMAGE_TRANSFER_REQUIRE_ALL_TESTS=1 to fail instead)")
@@ -40,7 +48,7 @@ def install_or_skip(
 
 @pytest.fixture(scope="session")
 def glance_install() -> GlanceInstall:
-    return install_or_skip()
+    return install_or_skip(ensure_glance)
 
 
 @pytest.fixture(scope="package")
