@@ -482,6 +482,10 @@ def config_text(cloud: CloudInfo, journal_url: str, *, transfers: int = TRANSFER
         f"transfers = {transfers}\n"
         "checkers = 4\n"
         "retries = 3\n"
+        # A cut-off worker's upload leaves its target `saving` for as long as the emulator
+        # waits on the silent connection; the others wait that long (not the default 2 min)
+        # before they discard it and copy again.
+        'settle_timeout = "15s"\n'
         'spool = "off"\n\n'
         "[jobs.select]\n"
         f'owner = "{SRC.tenant_id}"\n'
