@@ -44,7 +44,7 @@ def clients_install() -> ClientsInstall:
     return install_or_skip(ensure_clients, what="the OpenStack clients")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def clouds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, EmulatorCloud]]:
     """The two clouds, each with an owner, a member and an outsider tenant per client."""
     tenants = tuple(f"{client}-{who}" for client in CLIENTS for who in WHO)
@@ -81,7 +81,7 @@ async def _all(results: list[TourResult]) -> None:
         await asyncio.gather(*(_one(r, session) for r in results))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def tours(
     clients_install: ClientsInstall,
     clouds: dict[str, EmulatorCloud],
