@@ -73,7 +73,7 @@ def property_string(value: Any) -> str | None:
 class DesiredTarget:
     """A target image's desired state, derived from its source and the job's copy settings."""
 
-    create_fields: dict[str, Any]  # the POST body, without the id (the engine adds it)
+    create_fields: dict[str, Any]  # the POST body, without the id and tags (the engine adds them)
     properties: dict[str, str]  # custom properties and markers the target must carry
     tags: frozenset[str]
     visibility: str  # private | shared

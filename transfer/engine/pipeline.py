@@ -280,6 +280,7 @@ class Pipeline:
                     for step in DATA_STEPS:
                         await self._step(st, step)
                 else:
+                    st.created = st.fresh = False
                     st.image = await st.target.client.get_image(st.target_id)
                     if st.image.status != "active":
                         # The target changed under us since planning: copy it properly.

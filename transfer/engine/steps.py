@@ -1,12 +1,16 @@
 """The steps that make one target image an exact, verified copy of one source image.
 
-``create -> upload -> verify`` move and prove the bytes; ``tags -> properties -> share ->
-accept -> protect`` bring the metadata in line.  Every step first looks at the target's real
-state and does only what is missing, so that running it again after a crash at any line
-converges instead of duplicating:
+``create -> upload -> verify`` move and prove the bytes (here); ``tags -> properties -> share ->
+accept -> protect`` bring the metadata in line (``transfer.engine.metadata_steps``).  Every step
+starts from the target's state as the server last told it (the create's answer, the one GET
+after the upload, each change's answer) and sends only what is missing, so that running it
+again after a crash at any line converges instead of duplicating, with few requests (a new
+private copy: create, upload, GET):
 
-- the target's id is deterministic (``metadata.target_image_id``): a create that reached the
-  server before a crash is found by a GET on that id and adopted, or answers 409;
+- the target's id is deterministic (``metadata.target_image_id``) and the create sends it (with
+  the properties and tags): a create that reached the server before a crash makes the next
+  one answer 409, and the target found by a GET on that id is adopted from its status; a 409
+  whose id answers 404 is a deleted image's (Glance keeps the id reserved): next generation;
 - a target in a status Glance leaves by itself (``saving``, ``uploading``, ``importing``), or a
   409 caused by one, is waited out first (``settle``, bounded by ``settle_timeout``), and the
   data steps run again from its settled status (``TargetSettled``);
@@ -26,73 +30,47 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import anyio
 
-from transfer.cloud.client import ImageClient
 from transfer.config.settings import JobConfig, MismatchAction
-from transfer.engine.feeds import Feed
-from transfer.engine.planning import Target
-from transfer.engine.results import ItemResult
+from transfer.engine.metadata_steps import (
+    QUARANTINE_TAG,
+    ItemState,
+    MetadataSteps,
+    StepResult,
+    add_tag_quietly,
+)
 from transfer.engine.verification import verify_copy
 from transfer.errors import (
     BadRequest,
     Conflict,
-    Forbidden,
     IntegrityError,
     NotFound,
+    RequestTooLarge,
     TargetDiscarded,
     TargetSettled,
     Unsettled,
 )
 from transfer.journal import Journal
 from transfer.journal.records import Step
-from transfer.metadata import (
-    MARKER_KEYS,
-    MARKER_SOURCE_ID,
-    DesiredTarget,
-    build_patch,
-    target_image_id,
-)
+from transfer.metadata import MARKER_KEYS, MARKER_SOURCE_ID, target_image_id
 from transfer.models import GONE_STATUSES, Image, PatchOp
 from transfer.streams import TokenBucket, counted, throttled
+
+__all__ = ["QUARANTINE_TAG", "ItemState", "StepResult", "Steps", "add_tag_quietly"]
 
 #: Statuses of a half-made target that cannot take an upload: replaced by a new generation.
 BROKEN_STATUSES = frozenset({"saving", "killed", "deactivated", "uploading", "importing"})
 #: Statuses Glance leaves by itself (an upload or import in progress): waited out first.
 TRANSITIONAL_STATUSES = frozenset({"saving", "uploading", "importing"})
-QUARANTINE_TAG = "image-transfer-quarantine"
 #: Generations past the journaled one that a takeover also looks for (ids a holder that lost
 #: the item may have moved on to).
 ORPHAN_GENERATIONS_AHEAD = 3
 
-#: What a step returns: the detail the journal keeps with it (None: nothing worth keeping).
-StepResult = dict[str, Any] | None
 
-
-@dataclass
-class ItemState:
-    """One (source, target) pair while its steps run: what the steps learn, they write here."""
-
-    source: Image
-    target: Target
-    desired: DesiredTarget
-    target_id: str
-    generation: int
-    result: ItemResult
-    log: Any
-    feed: Feed
-    image: Image | None = None
-    hashes: dict[str, str] = field(default_factory=dict)
-    uploaded: bool = False
-    #: The epoch of the claim the item is worked under (None: a local journal, no claims);
-    #: every journal write for the item carries it.
-    fence: int | None = None
-
-
-class Steps:
+class Steps(MetadataSteps):
     """The steps of one job's run; each takes an ``ItemState`` and returns its ``StepResult``."""
 
     def __init__(
@@ -127,36 +105,55 @@ class Steps:
     # -- create ----------------------------------------------------------------------------
 
     async def create(self, st: ItemState) -> dict[str, Any]:
-        client = st.target.client
+        st.created = st.fresh = False
+        st.members = None
         try:
-            image: Image | None = await client.get_image(st.target_id)
-        except NotFound:
-            image = None
-        if image is not None:
-            if image.status in TRANSITIONAL_STATUSES:
-                image = await self.settle(st, image)  # Glance finishes or undoes it by itself
-            if image.status in GONE_STATUSES:
-                await self.next_generation(st, f"target {image.id} is {image.status}")
-            if image.status in BROKEN_STATUSES:
-                await self.discard(st, image, f"left {image.status} by an interrupted run")
-            st.image = image
-            return {"target_id": image.id, "adopted": True, "status": image.status}
-        fields = dict(st.desired.create_fields)
-        fields["id"] = st.target_id
-        try:
-            st.image = await client.create_image(fields)
+            st.image = await self._post(st)
         except Conflict:
-            # The id is taken: by our own create that reached the server (adopt it), or by a
-            # deleted image whose id Glance keeps reserved (move to the next generation).
+            # The id is taken: by our own create that reached the server (adopt it and go on
+            # from its status), or by a deleted image whose id Glance keeps reserved (404 on
+            # GET: move to the next generation).
             try:
-                st.image = await client.get_image(st.target_id)
+                image = await st.target.client.get_image(st.target_id)
             except NotFound:
                 await self.next_generation(st, f"id {st.target_id} is reserved by a deleted image")
-            return {"target_id": st.target_id, "adopted": True}
+            return await self._adopt(st, image)
+        st.created = True
         st.log.info("created target", target_id=st.target_id)
         return {"target_id": st.target_id, "adopted": False}
 
-    async def next_generation(self, st: ItemState, reason: str) -> None:
+    async def _post(self, st: ItemState) -> Image:
+        """Create the target with its deterministic id, properties and tags in one request; a
+        create refused (400, 413) is sent again without tags: the tags step then adds them one
+        by one, and reports those the target refuses."""
+        client = st.target.client
+        fields = dict(st.desired.create_fields)
+        fields["id"] = st.target_id
+        tags = sorted(st.desired.tags) if self.job.copy.tags else []
+        if not tags:
+            return await client.create_image(fields)
+        try:
+            return await client.create_image({**fields, "tags": tags})
+        except (BadRequest, RequestTooLarge) as exc:
+            # A tag the target refuses (Glance's 400 may be cut short before it names the
+            # tag), or too many of them (413, its image_tag_quota): the create without tags
+            # goes through; a refusal of anything else comes back the same from it.
+            st.log.info("create refused: trying it without the tags", error=str(exc))
+            return await client.create_image(fields)
+
+    async def _adopt(self, st: ItemState, image: Image) -> dict[str, Any]:
+        """Go on with a target found under the pair's id, from its status."""
+        if image.status in TRANSITIONAL_STATUSES:
+            image = await self.settle(st, image)  # Glance finishes or undoes it by itself
+        if image.status in GONE_STATUSES:
+            await self.next_generation(st, f"target {image.id} is {image.status}")
+        if image.status in BROKEN_STATUSES:
+            await self.discard(st, image, f"left {image.status} by an interrupted run")
+        st.image = image
+        st.fresh = True
+        return {"target_id": image.id, "adopted": True, "status": image.status}
+
+    async def next_generation(self, st: ItemState, reason: str) -> NoReturn:
         st.generation += 1
         st.target_id = self.target_id(st.source, st.target.key, st.generation)
         st.image = None
@@ -172,7 +169,7 @@ class Steps:
         )
         raise TargetDiscarded(reason)
 
-    async def discard(self, st: ItemState, image: Image, reason: str) -> None:
+    async def discard(self, st: ItemState, image: Image, reason: str) -> NoReturn:
         """Remove (or quarantine) a target that cannot become a good copy, then restart."""
         client = st.target.client
         if self.job.on_mismatch is MismatchAction.QUARANTINE and image.status == "active":
@@ -224,6 +221,7 @@ class Steps:
                 await self.wait_out(st, exc)
         st.hashes = await body.digests()
         st.uploaded = True
+        st.fresh = False
         st.result.md5 = st.hashes.get("md5")
         st.result.sha512 = st.hashes.get("sha512")
         await self.journal.update_entry(
@@ -252,8 +250,11 @@ class Steps:
 
     async def verify(self, st: ItemState) -> dict[str, Any]:
         src = st.source
-        image = await st.target.client.get_image(st.target_id)
-        st.image = image
+        image = st.image
+        if image is None or not st.fresh:
+            # The one GET after the upload: it proves the bytes, and the metadata steps start
+            # from it.  (A target adopted holding the bytes was read just before.)
+            image = st.image = await st.target.client.get_image(st.target_id)
         problems = verify_copy(src, image, st.hashes)
         if problems:
             reason = "; ".join(problems)
@@ -265,91 +266,6 @@ class Steps:
                     await self.discard(st, image, f"verification failed: {reason}")
             raise IntegrityError(f"verification failed: {reason}")
         return {"checksum": image.checksum, "os_hash_value": image.os_hash_value}
-
-    # -- metadata --------------------------------------------------------------------------
-
-    async def tags(self, st: ItemState) -> dict[str, Any] | None:
-        if not self.job.copy.tags:
-            return None
-        image = st.image
-        assert image is not None
-        client = st.target.client
-        have = set(image.tags)
-        added, removed = [], []
-        for tag in sorted(st.desired.tags - have):
-            if await add_tag_quietly(client, image.id, tag, st):
-                added.append(tag)
-        for tag in sorted(have - st.desired.tags - {QUARANTINE_TAG}):
-            with contextlib.suppress(NotFound):
-                await client.remove_tag(image.id, tag)
-            removed.append(tag)
-        if added or removed:
-            st.image = await client.get_image(image.id)
-        return {"added": added, "removed": removed}
-
-    async def properties(self, st: ItemState) -> dict[str, Any] | None:
-        image = st.image
-        assert image is not None
-        ops = build_patch(image, st.desired, self.job.copy)
-        if not ops:
-            return None
-        if image.protected:
-            ops = [{"op": "replace", "path": "/protected", "value": False}, *ops]
-        st.image = await st.target.client.update_image(image.id, ops)
-        return {"ops": len(ops)}
-
-    async def share(self, st: ItemState) -> dict[str, Any] | None:
-        image = st.image
-        assert image is not None
-        client = st.target.client
-        desired = st.desired
-        if not self.job.copy.visibility and not desired.members:
-            return None
-        want_visibility = desired.visibility
-        if desired.members and want_visibility != "shared":
-            want_visibility = "shared"
-        if image.visibility != want_visibility and image.visibility in ("private", "shared"):
-            st.image = image = await client.update_image(
-                image.id, [{"op": "replace", "path": "/visibility", "value": want_visibility}]
-            )
-        if image.visibility != "shared":
-            return {"visibility": image.visibility}
-        current = {m.member_id for m in await client.list_members(image.id)}
-        added = sorted(desired.members - current)
-        removed = sorted(current - desired.members) if self.job.copy.members else []
-        for member in added:
-            with contextlib.suppress(Conflict):
-                await client.add_member(image.id, member)
-        for member in removed:
-            with contextlib.suppress(NotFound):
-                await client.delete_member(image.id, member)
-        return {"visibility": image.visibility, "added": added, "removed": removed}
-
-    async def accept(self, st: ItemState) -> dict[str, Any] | None:
-        if not self.job.copy.accept:
-            return None
-        image = st.image
-        assert image is not None
-        accepted = []
-        for member in sorted(st.desired.members):
-            member_client = st.target.member_clients.get(member)
-            if member_client is None:
-                continue
-            current = await member_client.get_member(image.id, member)
-            if current.status != "accepted":
-                await member_client.update_member(image.id, member, "accepted")
-                accepted.append(member)
-        return {"accepted": accepted} if accepted else None
-
-    async def protect(self, st: ItemState) -> dict[str, Any] | None:
-        image = st.image
-        assert image is not None
-        if not self.job.copy.protected or image.protected == st.desired.protected:
-            return None
-        st.image = await st.target.client.update_image(
-            image.id, [{"op": "replace", "path": "/protected", "value": st.desired.protected}]
-        )
-        return {"protected": st.desired.protected}
 
     # -- Glance's transitional statuses -----------------------------------------------------
 
@@ -421,13 +337,3 @@ class Steps:
         return target_image_id(
             self.job.name, self.source_region, src.id, src.checksum, target_key, generation
         )
-
-
-async def add_tag_quietly(client: ImageClient, image_id: str, tag: str, st: ItemState) -> bool:
-    """Add a tag; a tag the API refuses is reported on the item, not fatal."""
-    try:
-        await client.add_tag(image_id, tag)
-    except (BadRequest, Forbidden) as exc:
-        st.result.warnings.append(f"tag {tag!r} refused by the target: {exc.server_message}")
-        return False
-    return True
