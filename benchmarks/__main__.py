@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import fanout, large_image, memory, planning, small_images, workers
+from benchmarks import fanout, large_image, memory, planning, small_images, startup, workers
 from benchmarks.harness import RESULTS_DIR, BenchError, machine, write_result
 from transfer.cli.logs import configure_logging
 from transfer.config.settings import LogFormat, LogLevel
@@ -28,6 +28,7 @@ SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
     planning.SCENARIO: planning.run,
     fanout.SCENARIO: fanout.run,
     workers.SCENARIO: workers.run,
+    startup.SCENARIO: startup.run,
 }
 COLUMNS = ("scenario", "engine", "baseline", "ratio", "goal", "met?")
 

@@ -37,6 +37,7 @@ EXPECTED_METRICS = {
         "source_bytes_fan_out",
         "time_ratio",
     ),
+    "startup": ("run", "images_list_token", "status", "floor_aiohttp", "floor_python"),
 }
 ROW_KEYS = {"scenario", "engine", "baseline", "ratio", "goal", "met"}
 
@@ -108,6 +109,10 @@ def test_scenarios_check_what_they_claim(quick_run: tuple[Path, str]) -> None:
     planning = json.loads((folder / "planning.json").read_text())
     assert planning["params"]["pairs"] == 2 * planning["params"]["sources"]
     assert planning["params"]["journal_steps"] == 10_000
+    startup = json.loads((folder / "startup.json").read_text())["metrics"]
+    # The first request comes after the interpreter started, and before the command ended.
+    assert startup["run"]["min"] > startup["floor_python"]["min"] / 2
+    assert startup["run"]["median"] < startup["run_whole"]["median"]
 
 
 def test_the_table_has_a_row_per_result_row(quick_run: tuple[Path, str]) -> None:

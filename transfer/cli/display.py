@@ -1,64 +1,23 @@
-"""The live display of a run on a terminal (rich), and the stats line elsewhere.
+"""The progress of a run: the live display on a terminal (``transfer.cli.live``, rich), the
+stats line elsewhere.
 
 A subscriber to ``engine.Progress``: it only reads the counters the engine keeps, every half
 second on a terminal, every ``interval`` seconds (default 10) otherwise, like rclone's ``--stats``.
+rich is imported only for a terminal: a run from cron or a pipe never loads it.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import anyio
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
-from transfer.cli.report import human_rate, progress_line
-from transfer.engine.results import Progress
-from transfer.streams import human_bytes
+from transfer.cli.report import progress_line
 
-
-def _eta(remaining: float, rate: float) -> str:
-    if rate <= 0 or remaining <= 0:
-        return "-"
-    seconds = int(remaining / rate)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02}:{seconds % 60:02}"
-
-
-def render(progress: Progress) -> Group:
-    now = time.monotonic()
-    table = Table(box=None, pad_edge=False, show_edge=False, expand=False)
-    for column, justify in (
-        ("image", "left"),
-        ("target", "left"),
-        ("done", "right"),
-        ("size", "right"),
-        ("rate", "right"),
-        ("ETA", "right"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for active in list(progress.active.values())[:12]:
-        elapsed = max(now - active.started, 1e-6)
-        rate = active.done / elapsed
-        table.add_row(
-            active.name[:40],
-            active.target,
-            human_bytes(active.done),
-            human_bytes(active.total),
-            human_rate(rate),
-            _eta(active.total - active.done, rate),
-        )
-    remaining = progress.bytes_total - progress.bytes_done
-    header = Text(
-        f"images {progress.images_done}/{progress.images_total}, "
-        f"{progress.images_failed} errors  |  "
-        f"{human_bytes(progress.bytes_done)}/{human_bytes(progress.bytes_total)} at "
-        f"{human_rate(progress.rate)}, ETA {_eta(remaining, progress.rate)}"
-    )
-    return Group(header, table) if progress.active else Group(header)
+if TYPE_CHECKING:
+    from transfer.engine.results import Progress
 
 
 async def show_progress(
@@ -66,13 +25,12 @@ async def show_progress(
 ) -> None:
     """Show progress until cancelled."""
     out = stream or sys.stderr
-    if not out.isatty():
-        while True:
-            await anyio.sleep(interval)
-            out.write(time.strftime("%H:%M:%S ") + progress_line(progress) + "\n")
-            out.flush()
-    console = Console(file=out)
-    with Live(render(progress), console=console, refresh_per_second=4, transient=True) as live:
-        while True:
-            await anyio.sleep(0.5)
-            live.update(render(progress))
+    if out.isatty():
+        from transfer.cli.live import show_live
+
+        await show_live(progress, out)
+        return
+    while True:
+        await anyio.sleep(interval)
+        out.write(time.strftime("%H:%M:%S ") + progress_line(progress) + "\n")
+        out.flush()

@@ -1,4 +1,7 @@
-"""The job commands: ``plan``, ``run``, ``status`` and ``verify`` (each: parse, call, exit code)."""
+"""The ``run`` command: run jobs, or resume them where they stopped (parse, call, exit code).
+
+``plan`` and ``verify`` (``transfer.cli.plan``) need the planner but not the runner; ``status``
+(``transfer.cli.status``) reads only the journal: each command imports what it uses."""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ import dataclasses
 import json
 import signal
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,119 +19,32 @@ import anyio
 
 from transfer.bandwidth import parse_bwlimit
 from transfer.cli.display import show_progress
-from transfer.cli.logs import configure_logging
 from transfer.cli.main import ExitCode
 from transfer.cli.metrics import write_metrics
+from transfer.cli.options import Command, common_arguments, load_jobs
 from transfer.cli.report import (
-    JobStatus,
-    format_differences,
     format_plan_summary,
     format_prune,
-    format_status,
     format_summary,
-    plan_json,
     run_report,
-    status_json,
 )
 from transfer.cloud.sessions import Clouds, open_clouds
-from transfer.config.loader import load_config, parse_duration
-from transfer.config.settings import (
-    Config,
-    HttpSettings,
-    JobConfig,
-    LeaseSettings,
-    LogFormat,
-    LogLevel,
-)
-from transfer.engine.planning import build_plan, plan_for_run
+from transfer.config.loader import parse_duration
+from transfer.config.settings import Config, HttpSettings, JobConfig, LeaseSettings
+from transfer.engine.planning import plan_for_run
 from transfer.engine.prune import PruneResult, prune
 from transfer.engine.results import Progress
 from transfer.engine.runner import JobRun, run_job
 from transfer.engine.schedule import default_worker_id
-from transfer.engine.verification import verify_plan
 from transfer.errors import ConfigError, TooManyDeletions
 from transfer.journal import Journal, open_journal
 from transfer.journal.lock import job_lock
-from transfer.planner import format_plan
-
-
-@dataclass(frozen=True)
-class Command:
-    configure: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-c", "--config", required=True, type=Path, metavar="FILE", help="the TOML config file"
-    )
-    parser.add_argument(
-        "--job",
-        action="append",
-        metavar="NAME",
-        help="the job to act on (repeatable; default: every job in the config)",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
-    parser.add_argument("--log-format", choices=tuple(LogFormat), help="override [log] format")
-
-
-def _load(args: argparse.Namespace) -> tuple[Config, list[JobConfig]]:
-    config = load_config(args.config)
-    for warning in config.warnings:
-        print(f"image-transfer: warning: {warning}", file=sys.stderr)
-    configure_logging(
-        LogLevel.DEBUG if args.verbose else config.log.level,
-        LogFormat(args.log_format) if args.log_format else config.log.format,
-    )
-    names = args.job or list(config.jobs)
-    unknown = [n for n in names if n not in config.jobs]
-    if unknown:
-        known = ", ".join(config.jobs) or "none"
-        raise ConfigError(f"{args.config}: no job named {unknown[0]!r} (jobs: {known})")
-    if not names:
-        raise ConfigError(f"{args.config}: the config defines no [[jobs]]")
-    return config, [config.jobs[n] for n in names]
-
-
-# -- plan ----------------------------------------------------------------------------------
-
-
-def _configure_plan(parser: argparse.ArgumentParser) -> None:
-    _common(parser)
-    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
-
-
-def _run_plan(args: argparse.Namespace) -> int:
-    config, jobs = _load(args)
-
-    async def main() -> int:
-        out = []
-        async with open_journal(config.journal) as journal, open_clouds(config) as clouds:
-            for job in jobs:
-                plan = await build_plan(config, job, clouds, journal)
-                if args.json:
-                    out.append(plan_json(plan))
-                else:
-                    print(
-                        f"job {job.name}: {job.source.key} -> "
-                        f"{', '.join(t.key for t in job.targets)}"
-                    )
-                    text = format_plan(plan.items)
-                    if text:
-                        print(text)
-                    print(format_plan_summary(plan.items))
-        if args.json:
-            print(json.dumps(out, indent=2))
-        return ExitCode.OK
-
-    return anyio.run(main)
-
 
 # -- run -----------------------------------------------------------------------------------
 
 
 def _configure_run(parser: argparse.ArgumentParser) -> None:
-    _common(parser)
+    common_arguments(parser)
     parser.add_argument(
         "--restart", action="store_true", help="forget the journal of the job and plan afresh"
     )
@@ -249,7 +164,7 @@ def _lease_terms(config: Config, args: argparse.Namespace) -> LeaseSettings:
 
 
 def _run_run(args: argparse.Namespace) -> int:
-    config, jobs = _load(args)
+    config, jobs = load_jobs(args)
     jobs = [_job_overrides(job, args) for job in jobs]
     terms = _lease_terms(config, args)
     config = dataclasses.replace(config, journal=dataclasses.replace(config.journal, lease=terms))
@@ -395,69 +310,4 @@ async def _watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
                 return
 
 
-# -- status --------------------------------------------------------------------------------
-
-
-def _configure_status(parser: argparse.ArgumentParser) -> None:
-    _common(parser)
-    parser.add_argument("--images", action="store_true", help="one line per image and target")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-
-
-def _run_status(args: argparse.Namespace) -> int:
-    config = load_config(args.config, resolve_secrets=False)
-
-    async def main() -> list[JobStatus]:
-        statuses = []
-        async with open_journal(config.journal) as journal:
-            for name in args.job or await journal.jobs():
-                statuses.append(
-                    JobStatus(
-                        job=name,
-                        states=await journal.state_counts(name),
-                        entries=list((await journal.entries(name)).values()),
-                        runs=await journal.runs(name, limit=5),
-                    )
-                )
-        return statuses
-
-    statuses = anyio.run(main)
-    if args.json:
-        print(status_json(statuses, images=args.images))
-    else:
-        print(format_status(statuses, images=args.images))
-    return ExitCode.OK
-
-
-# -- verify --------------------------------------------------------------------------------
-
-
-def _configure_verify(parser: argparse.ArgumentParser) -> None:
-    _common(parser)
-
-
-def _run_verify(args: argparse.Namespace) -> int:
-    config, jobs = _load(args)
-
-    async def main() -> int:
-        failed = False
-        async with open_journal(config.journal) as journal, open_clouds(config) as clouds:
-            for job in jobs:
-                plan = await build_plan(config, job, clouds, journal)
-                differences = await verify_plan(plan)
-                pairs = sum(1 for i in plan.items if i.source is not None)
-                if differences:
-                    failed = True
-                    print(f"job {job.name}: {len(differences)} of {pairs} copies differ")
-                    print(format_differences(differences))
-                else:
-                    print(f"job {job.name}: all {pairs} copies verified")
-        return ExitCode.DIFFERENCES if failed else ExitCode.OK
-
-    return anyio.run(main)
-
-
-plan = Command(_configure_plan, _run_plan)
 run = Command(_configure_run, _run_run)
-status = Command(_configure_status, _run_status)
-verify = Command(_configure_verify, _run_verify)

@@ -42,10 +42,10 @@ class CommandModule(Protocol):
 # attribute of it) provides configure() and run().
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("transfer.cli.demo", "run a real migration between emulated regions and tenants"),
-    "plan": ("transfer.cli.jobs:plan", "show what a job would do (dry run)"),
+    "plan": ("transfer.cli.plan:plan", "show what a job would do (dry run)"),
     "run": ("transfer.cli.jobs:run", "run a job, or resume it where it stopped"),
-    "status": ("transfer.cli.jobs:status", "show where jobs stand, from the journal"),
-    "verify": ("transfer.cli.jobs:verify", "deep-compare a job's sources and targets"),
+    "status": ("transfer.cli.status:status", "show where jobs stand, from the journal"),
+    "verify": ("transfer.cli.plan:verify", "deep-compare a job's sources and targets"),
     "emulator": ("transfer.emulator.cli", "run the emulated NHN cloud (identity + image regions)"),
     "images": ("transfer.cli.images", "every Image API call: list, show, create, upload, ..."),
 }

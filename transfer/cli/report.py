@@ -8,14 +8,16 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from transfer.engine.planning import JobPlan
-from transfer.engine.prune import PruneResult
 from transfer.engine.results import REPORTED_OUTCOMES, Difference, Outcome, Progress, RunSummary
 from transfer.journal.records import EntryState, JournalEntry, RunRecord
 from transfer.planner import Code, PlanItem, plan_counts
 from transfer.streams import human_bytes
+
+if TYPE_CHECKING:
+    from transfer.engine.planning import JobPlan
+    from transfer.engine.prune import PruneResult
 
 
 def human_rate(bytes_per_second: float) -> str:

@@ -10,8 +10,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from transfer.config.checks import Checks, join
 from transfer.config.settings import Secret, identity_version
 from transfer.errors import ConfigError
@@ -199,6 +197,8 @@ def read_clouds_yaml(checks: Checks, entry: str, where: str) -> dict[str, Any]:
     if path is None:
         checks.problem(where, f"no clouds.yaml found ({CLOUDS_YAML_PLACES})")
         return {}
+    import yaml  # here: only a config that names a clouds.yaml entry pays for the parser
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:

@@ -1,0 +1,60 @@
+"""What the job commands (``plan``, ``run``, ``status``, ``verify``) share: their common
+options (``-c``, ``--job``, ``-v``, ``--log-format``) and the loading of the config and jobs they
+name.  Kept apart from the commands so that ``status`` needs neither the engine nor aiohttp."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from transfer.cli.logs import configure_logging
+from transfer.config.loader import load_config
+from transfer.config.settings import LogFormat, LogLevel
+from transfer.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transfer.config.settings import Config, JobConfig
+
+
+@dataclass(frozen=True)
+class Command:
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c", "--config", required=True, type=Path, metavar="FILE", help="the TOML config file"
+    )
+    parser.add_argument(
+        "--job",
+        action="append",
+        metavar="NAME",
+        help="the job to act on (repeatable; default: every job in the config)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    parser.add_argument("--log-format", choices=tuple(LogFormat), help="override [log] format")
+
+
+def load_jobs(args: argparse.Namespace) -> tuple[Config, list[JobConfig]]:
+    """The config ``-c`` names (its warnings printed, its logging set up) and the jobs
+    ``--job`` names (every job when none is named)."""
+    config = load_config(args.config)
+    for warning in config.warnings:
+        print(f"image-transfer: warning: {warning}", file=sys.stderr)
+    configure_logging(
+        LogLevel.DEBUG if args.verbose else config.log.level,
+        LogFormat(args.log_format) if args.log_format else config.log.format,
+    )
+    names = args.job or list(config.jobs)
+    unknown = [n for n in names if n not in config.jobs]
+    if unknown:
+        known = ", ".join(config.jobs) or "none"
+        raise ConfigError(f"{args.config}: no job named {unknown[0]!r} (jobs: {known})")
+    if not names:
+        raise ConfigError(f"{args.config}: the config defines no [[jobs]]")
+    return config, [config.jobs[n] for n in names]
