@@ -61,7 +61,7 @@ NEW_JOB = "plan-new"
 SYNC_JOB = "plan-sync"
 STATUS_JOB = "status-bench"
 # What every command pays before it does anything: the interpreter and the imports.
-IMPORT_FLOOR = [sys.executable, "-c", "import transfer.cli.jobs"]
+IMPORT_FLOOR = [sys.executable, "-c", "import transfer.cli.status"]
 
 
 @dataclass(frozen=True)
