@@ -52,6 +52,11 @@ class ItemState:
     #: The epoch of the claim the item is worked under (None: a local journal, no claims);
     #: every journal write for the item carries it.
     fence: int | None = None
+    #: Entry fields for the journal, written with the item's next journal write (the end of
+    #: the step that set them, or the next step's start): before any further request.
+    pending: dict[str, Any] = field(default_factory=dict)
+    #: The step whose start the previous step's end already journaled (one transaction).
+    started: str | None = None
 
 
 class MetadataSteps:

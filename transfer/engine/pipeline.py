@@ -4,12 +4,22 @@ job's per-image retry budget.
 ``create -> upload -> verify -> tags -> properties -> share -> accept -> protect`` (the steps
 themselves are ``transfer.engine.steps``).  The journal records each step's start and end before
 the next step begins, so a run killed at any line resumes from what was finished; every step is
-idempotent, so running the pipeline again converges instead of duplicating.  A failed attempt
-is retried when its error says another attempt may help (``TransferError.image_retryable``),
-after the job's ``retry_backoff`` (exponential, full jitter, at least any ``Retry-After``; the
-scheduler lends the image's transfer slot to another image meanwhile), and the retry
-re-examines the target from scratch, bytes included.  A target Glance is still settling is
-waited out without counting an attempt.
+idempotent, so running the pipeline again converges instead of duplicating.
+
+What is written when, so that an image costs few commits and loses nothing: a step's end and
+the next step's start are one transaction (``step_finished(then=...)``), and so are the last
+step's end and the entry's ``done``; what a step learns for the journal (a new generation, the
+upload's hashes) and the attempt count go with the item's next journal write
+(``ItemState.pending``), which always comes before the next request that changes a target.  A
+restart thus finds a state the separate writes could have left too (before or after them all),
+never one in between.  A private copy with tags costs 10 commits on a journal of its own
+(``tests/engine/test_commits.py``), fewer where images share commits (SQLite's group commit).
+
+A failed attempt is retried when its error says another attempt may help
+(``TransferError.image_retryable``), after the job's ``retry_backoff`` (exponential, full
+jitter, at least any ``Retry-After``; the scheduler lends the image's transfer slot to another
+image meanwhile), and the retry re-examines the target from scratch, bytes included.  A target
+Glance is still settling is waited out without counting an attempt.
 """
 
 from __future__ import annotations
@@ -51,6 +61,13 @@ MAX_SETTLES_PER_ATTEMPT = 5
 #: The steps that move and prove the bytes, then those that bring the metadata in line.
 DATA_STEPS = (Step.CREATE, Step.UPLOAD, Step.VERIFY)
 METADATA_STEPS = (Step.TAGS, Step.PROPERTIES, Step.SHARE, Step.ACCEPT, Step.PROTECT)
+#: Each step with the one after it (whose start its end journals), or None for the last.
+DATA_CHAIN: tuple[tuple[Step, Step | None], ...] = tuple(
+    zip(DATA_STEPS, (*DATA_STEPS[1:], METADATA_STEPS[0]), strict=True)
+)
+METADATA_CHAIN: tuple[tuple[Step, Step | None], ...] = tuple(
+    zip(METADATA_STEPS, (*METADATA_STEPS[1:], None), strict=True)
+)
 
 
 async def _sleep(seconds: float) -> bool:
@@ -122,8 +139,10 @@ class Pipeline:
         )
         try:
             if target_id is None:
-                await self._update(st, target_id=st.target_id)
+                st.pending["target_id"] = st.target_id  # with the first step's start
             if claim is not None and claim.taken_over:
+                if st.pending:
+                    await self._update(st)
                 # A holder that lost the item may have left a target beside the journal's.
                 await self.steps.remove_orphans(st)
             error = await self._attempts(
@@ -170,7 +189,8 @@ class Pipeline:
             if not waited:
                 return last_error  # stopped (a signal, the deadline) while waiting
             st.result.attempts = attempt
-            await self._update(st, state=EntryState.RUNNING, attempts=attempts_before + attempt)
+            # Journaled with the attempt's first write, before its first change to a target.
+            st.pending.update(state=EntryState.RUNNING, attempts=attempts_before + attempt)
             try:
                 await self._settling(st, data_needed=data_needed)
             except (LeaseLost, JournalError):
@@ -225,13 +245,8 @@ class Pipeline:
         if outcome is Outcome.UPDATED and st.uploaded:
             outcome = Outcome.REPAIRED
         st.result.outcome = outcome
-        await self._update(
-            st,
-            state=EntryState.DONE,
-            last_error=None,
-            target_id=st.target_id,
-            generation=st.generation,
-        )
+        if st.pending or st.started != _DONE:  # else the last step's end recorded it
+            await self._update(st, **self._done(st))
         st.log.info("done", outcome=outcome, bytes=st.result.bytes)
 
     async def _failed(self, st: ItemState, error: TransferError) -> None:
@@ -248,9 +263,20 @@ class Pipeline:
         await self._remove_empty_target(st)
         st.log.error("failed", error=str(error))
 
+    @staticmethod
+    def _done(st: ItemState) -> dict[str, object]:
+        """The entry of a pair whose target is done."""
+        return {
+            "state": EntryState.DONE,
+            "last_error": None,
+            "target_id": st.target_id,
+            "generation": st.generation,
+        }
+
     async def _update(self, st: ItemState, **fields: object) -> None:
+        """Set entry fields, with any still pending, in one write."""
         await self.journal.update_entry(
-            self.job.name, st.source.id, st.target.key, fence=st.fence, **fields
+            self.job.name, st.source.id, st.target.key, fence=st.fence, **_take(st), **fields
         )
 
     async def _remove_empty_target(self, st: ItemState) -> None:
@@ -277,8 +303,8 @@ class Pipeline:
         while True:
             try:
                 if data_needed:
-                    for step in DATA_STEPS:
-                        await self._step(st, step)
+                    for step, then in DATA_CHAIN:
+                        await self._step(st, step, then)
                 else:
                     st.created = st.fresh = False
                     st.image = await st.target.client.get_image(st.target_id)
@@ -286,8 +312,8 @@ class Pipeline:
                         # The target changed under us since planning: copy it properly.
                         data_needed = True
                         continue
-                for step in METADATA_STEPS:
-                    await self._step(st, step)
+                for step, then in METADATA_CHAIN:
+                    await self._step(st, step, then)
                 return
             except TargetDiscarded as restart:
                 generations += 1
@@ -297,20 +323,40 @@ class Pipeline:
                     ) from None
                 data_needed = True
 
-    async def _step(self, st: ItemState, step: Step) -> None:
-        """One step, its start and its end journaled (a failure's reason with it)."""
+    async def _step(self, st: ItemState, step: Step, then: Step | None) -> None:
+        """One step, its start and its end journaled (a failure's reason with it); on success
+        its end and the start of the step ``then`` in one transaction (or, for the last step,
+        its end and the entry's ``done``), with any fields pending."""
         where = (self.job.name, st.source.id, st.target.key, step, self.run_id)
-        await self.journal.step_started(*where, fence=st.fence)
+        if st.started != step:
+            await self.journal.step_started(*where, fence=st.fence, fields=_take(st) or None)
+        st.started = None
         try:
             detail = await self.steps.of(step)(st)
         except (LeaseLost, JournalError):
             raise  # the item is no longer this worker's to write
-        except TargetDiscarded:
+        except TransferError as exc:
+            error = str(exc)
+            if isinstance(exc, TargetDiscarded):
+                error = "target discarded; a new generation follows"
             await self.journal.step_finished(
-                *where, ok=False, error="target discarded; a new generation follows", fence=st.fence
+                *where, ok=False, error=error, fence=st.fence, fields=_take(st) or None
             )
             raise
-        except TransferError as exc:
-            await self.journal.step_finished(*where, ok=False, error=str(exc), fence=st.fence)
-            raise
-        await self.journal.step_finished(*where, ok=True, detail=detail, fence=st.fence)
+        fields = _take(st)
+        if then is None:
+            fields.update(self._done(st))
+        await self.journal.step_finished(
+            *where, ok=True, detail=detail, fence=st.fence, then=then, fields=fields
+        )
+        st.started = _DONE if then is None else then
+
+
+#: ``ItemState.started`` once the last step's end recorded the entry as done.
+_DONE = "done"
+
+
+def _take(st: ItemState) -> dict[str, object]:
+    """The item's pending entry fields, handed to the write that takes them."""
+    fields, st.pending = st.pending, {}
+    return fields

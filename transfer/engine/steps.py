@@ -23,7 +23,9 @@ The upload reads its bytes from a ``Feed`` (``transfer.engine.feeds``): the sour
 download shared with the image's other targets, or a spool file.  The feed checks the bytes on
 the way; the upload only throttles, counts and sends them.  Nothing here knows about HTTP: it
 speaks to ``ImageClient`` objects.  The order of the steps and their journaling is the
-pipeline's (``transfer.engine.pipeline``).
+pipeline's (``transfer.engine.pipeline``); what a step learns for the journal (a new
+generation, the upload's hashes) it leaves in ``ItemState.pending``, and the pipeline writes it
+in the same transaction as the step's end.
 """
 
 from __future__ import annotations
@@ -158,15 +160,8 @@ class Steps(MetadataSteps):
         st.target_id = self.target_id(st.source, st.target.key, st.generation)
         st.image = None
         st.log.info("new target generation", generation=st.generation, reason=reason)
-        await self.journal.update_entry(
-            self.job.name,
-            st.source.id,
-            st.target.key,
-            fence=st.fence,
-            generation=st.generation,
-            target_id=st.target_id,
-            bytes_done=0,
-        )
+        # Journaled with the step's end, which the pipeline writes as this propagates.
+        st.pending.update(generation=st.generation, target_id=st.target_id, bytes_done=0)
         raise TargetDiscarded(reason)
 
     async def discard(self, st: ItemState, image: Image, reason: str) -> NoReturn:
@@ -224,15 +219,8 @@ class Steps(MetadataSteps):
         st.fresh = False
         st.result.md5 = st.hashes.get("md5")
         st.result.sha512 = st.hashes.get("sha512")
-        await self.journal.update_entry(
-            self.job.name,
-            src.id,
-            st.target.key,
-            fence=st.fence,
-            bytes_done=st.result.bytes,
-            md5=st.result.md5,
-            sha512=st.result.sha512,
-        )
+        # Journaled with the step's end (one transaction with the next step's start).
+        st.pending.update(bytes_done=st.result.bytes, md5=st.result.md5, sha512=st.result.sha512)
         return {"bytes": st.result.bytes, "from": body.origin, **st.hashes}
 
     def _counter(self, st: ItemState) -> Callable[[int], None]:

@@ -161,8 +161,10 @@ class Journal(Protocol):
         run_id: int,
         *,
         fence: int | None = None,
+        fields: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record a step's start; the entry becomes ``running``."""
+        """Record a step's start; the entry becomes ``running``.  ``fields`` (as
+        ``update_entry``'s) are set in the same transaction."""
         ...
 
     async def step_finished(
@@ -177,10 +179,16 @@ class Journal(Protocol):
         detail: Mapping[str, Any] | None = None,
         error: str | None = None,
         fence: int | None = None,
+        then: str | None = None,
+        fields: Mapping[str, Any] | None = None,
     ) -> None:
         """Record a step's end: on success it becomes the entry's ``last_step``, on failure
         the entry's ``last_error``.  The entry's state (done, failed) is the engine's call.
-        A step finished without a recorded start still goes into the history."""
+        A step finished without a recorded start still goes into the history.
+
+        In the same transaction (so a restart finds all of it or none of it): ``fields`` (as
+        ``update_entry``'s) are set, and the start of step ``then`` is recorded (as
+        ``step_started`` would; the entry becomes ``running``)."""
         ...
 
     async def steps(self, job: str, source_id: str, target_key: str) -> list[StepRecord]:

@@ -100,6 +100,8 @@ class PgConnection:
         self._conn: Conn | None = None
         self._lock: anyio.Lock | None = None
         self._opened = False
+        #: Write transactions committed (migrations not counted): what tests and benchmarks count.
+        self.commits = 0
 
     def __repr__(self) -> str:
         return f"PgConnection({self.display!r})"
@@ -237,6 +239,7 @@ class PgConnection:
                     result = await op(conn)
                     committing = True
                     await conn.execute("COMMIT")
+                    self.commits += 1
                     return result
             except TimeoutError:
                 await self._drop()

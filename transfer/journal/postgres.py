@@ -160,6 +160,20 @@ def _json(value: Any) -> dict[str, Any]:
     return {} if value is None else records.json_object(value)
 
 
+def _sets(changes: Mapping[str, Any]) -> sql.Composable:
+    """The assignments of an entry's ``changes`` (parameters: their values, in order)."""
+    assigned = [sql.SQL("{} = %s").format(sql.Identifier(name)) for name in changes]
+    return sql.SQL(", ").join([*assigned, sql.SQL("updated_at = now()")])
+
+
+async def _insert_start(conn: Conn, job: str, key: ItemKey, step: str, run_id: int) -> None:
+    await conn.execute(
+        "INSERT INTO steps (run_id, job, source_id, target_key, step, started_at) "
+        "VALUES (%s, %s, %s, %s, %s, now())",
+        (run_id, job, *key, step),
+    )
+
+
 class PgJournal(records.JournalReads):
     """The journal in a PostgreSQL database (see the module docstring)."""
 
@@ -191,6 +205,11 @@ class PgJournal(records.JournalReads):
             json=_json,
             entry_select=_ENTRY_SELECT,
         )
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed through this object's connection (its work queue's too)."""
+        return self._db.commits
 
     @property
     def display(self) -> str:
@@ -290,9 +309,7 @@ class PgJournal(records.JournalReads):
         **fields: Any,
     ) -> None:
         changes = records.entry_changes(fields)
-        sets = sql.SQL("{}, updated_at = now()").format(
-            sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(name)) for name in changes)
-        )
+        sets = _sets(changes)
 
         async def write(conn: Conn) -> None:
             key = (source_id, target_key)
@@ -311,17 +328,15 @@ class PgJournal(records.JournalReads):
         run_id: int,
         *,
         fence: int | None = None,
+        fields: Mapping[str, Any] | None = None,
     ) -> None:
         name = records.check_step(step)
+        changes = records.step_changes(name, None, fields)
 
         async def write(conn: Conn) -> None:
-            running = sql.SQL("state = 'running', updated_at = now()")
-            await self._update(conn, job, (source_id, target_key), running, fence=fence)
-            await conn.execute(
-                "INSERT INTO steps (run_id, job, source_id, target_key, step, started_at) "
-                "VALUES (%s, %s, %s, %s, %s, now())",
-                (run_id, job, source_id, target_key, name),
-            )
+            key = (source_id, target_key)
+            await self._update(conn, job, key, _sets(changes), *changes.values(), fence=fence)
+            await _insert_start(conn, job, key, name, run_id)
 
         await self._db.write(write)
 
@@ -329,15 +344,15 @@ class PgJournal(records.JournalReads):
         self, job: str, source_id: str, target_key: str, step: str, run_id: int, **kw: Unpack[Ended]
     ) -> None:
         name, ok, error = records.check_step(step), kw["ok"], kw.get("error")
+        then = kw.get("then")
+        then = None if then is None else records.check_step(then)
         detail = _jsonb(kw.get("detail"))
-        if ok:
-            sets = sql.SQL("last_step = %s, last_error = NULL, updated_at = now()")
-        else:
-            sets = sql.SQL("last_error = %s, updated_at = now()")
+        changes = records.step_changes(then, (name, ok, error), kw.get("fields"))
 
         async def write(conn: Conn) -> None:
             key = (source_id, target_key)
-            await self._update(conn, job, key, sets, name if ok else error, fence=kw.get("fence"))
+            sets = _sets(changes)
+            await self._update(conn, job, key, sets, *changes.values(), fence=kw.get("fence"))
             cursor = await conn.execute(
                 "SELECT id FROM steps WHERE job = %s AND source_id = %s AND target_key = %s "
                 "AND step = %s AND run_id = %s AND finished_at IS NULL "
@@ -358,6 +373,8 @@ class PgJournal(records.JournalReads):
                     "VALUES (%s, %s, %s, %s, %s, now(), now(), %s, %s, %s)",
                     (run_id, job, source_id, target_key, name, ok, detail, error),
                 )
+            if then is not None:
+                await _insert_start(conn, job, key, then, run_id)
 
         await self._db.write(write)
 

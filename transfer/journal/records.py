@@ -230,12 +230,30 @@ class EntryFacts(TypedDict):
 
 
 class Ended(TypedDict, total=False):
-    """``step_finished``'s keywords: how a step ended, and the writer's fencing token."""
+    """``step_finished``'s keywords: how a step ended, the writer's fencing token, the step
+    that starts in the same transaction (``then``) and entry fields set with it (``fields``)."""
 
     ok: Required[bool]
     detail: Mapping[str, Any] | None
     error: str | None
     fence: int | None
+    then: str | None
+    fields: Mapping[str, Any] | None
+
+
+def step_changes(
+    start: str | None, end: tuple[str, bool, str | None] | None, fields: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The entry's fields one step write sets, checked: a step's ``end`` (name, ok, error)
+    first, then the caller's ``fields``, then a step's ``start`` (the entry becomes running)."""
+    changes: dict[str, Any] = {}
+    if end is not None:
+        name, ok, error = end
+        changes = {"last_step": name, "last_error": None} if ok else {"last_error": error}
+    changes.update(entry_changes(fields or {}))
+    if start is not None:
+        changes["state"] = EntryState.RUNNING.value
+    return changes
 
 
 class SpoolFacts(TypedDict):

@@ -1,5 +1,8 @@
 """The journal in one local SQLite file: ``SqliteJournal``, the record, and its schema.
 
+Every write is durable when its call returns (``synchronous=FULL``); writes made at the same
+moment share one commit (group commit, ``transfer.journal.sqlite_connection``), each whole.
+
 One host's file serves one run per job at a time (``transfer.journal.lock``), so it has no work
 queue.  The file itself (0600, WAL, ``synchronous=FULL``, migrations, the worker thread) is
 ``transfer.journal.sqlite_connection``'s.
@@ -126,6 +129,16 @@ class SqliteJournal(records.JournalReads):
     #: One host's file: one run per job at a time (the job lock), no claiming needed.
     work_queue = None
 
+    @property
+    def commits(self) -> int:
+        """Transactions committed through this object (migrations included)."""
+        return self._db.commits
+
+    @property
+    def writes(self) -> int:
+        """Write calls made through this object (several may share one commit)."""
+        return self._db.writes
+
     def __init__(
         self,
         path: Path,
@@ -218,19 +231,16 @@ class SqliteJournal(records.JournalReads):
         run_id: int,
         *,
         fence: int | None = None,
+        fields: Mapping[str, Any] | None = None,
     ) -> None:
         records.no_fence(str(self.path), fence)
         name = records.check_step(step)
+        changes = records.step_changes(name, None, fields)
 
         def write(conn: sqlite3.Connection) -> None:
             at = now()
-            running = "state = 'running', updated_at = :at"
-            self._update(conn, job, (source_id, target_key), running, {"at": at})
-            conn.execute(
-                "INSERT INTO steps (run_id, job, source_id, target_key, step, started_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, job, source_id, target_key, name, at),
-            )
+            self._set_entry(conn, job, (source_id, target_key), changes, at)
+            self._insert_start(conn, job, (source_id, target_key), name, run_id, at)
 
         await self._db.write(write)
 
@@ -239,16 +249,14 @@ class SqliteJournal(records.JournalReads):
     ) -> None:
         records.no_fence(str(self.path), kw.get("fence"))
         name, ok, error = records.check_step(step), kw["ok"], kw.get("error")
-        if ok:
-            sets = "last_step = :step, last_error = NULL, updated_at = :at"
-        else:
-            sets = "last_error = :error, updated_at = :at"
+        then = kw.get("then")
+        then = None if then is None else records.check_step(then)
+        changes = records.step_changes(then, (name, ok, error), kw.get("fields"))
+        key = (source_id, target_key)
 
         def write(conn: sqlite3.Connection) -> None:
             at = now()
-            self._update(
-                conn, job, (source_id, target_key), sets, {"step": name, "error": error, "at": at}
-            )
+            self._set_entry(conn, job, key, changes, at)
             ended = (at, 1 if ok else 0, _dumps(kw.get("detail")), error)
             open_step = conn.execute(
                 "SELECT MAX(id) FROM steps WHERE job = ? AND source_id = ? AND target_key = ? "
@@ -266,8 +274,26 @@ class SqliteJournal(records.JournalReads):
                     "finished_at, ok, detail, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (run_id, job, source_id, target_key, name, at, *ended),
                 )
+            if then is not None:
+                self._insert_start(conn, job, key, then, run_id, at)
 
         await self._db.write(write)
+
+    def _set_entry(
+        self, conn: sqlite3.Connection, job: str, key: ItemKey, changes: Mapping[str, Any], at: str
+    ) -> None:
+        sets = ", ".join(f"{name} = :{name}" for name in [*changes, "updated_at"])
+        self._update(conn, job, key, sets, {**changes, "updated_at": at})
+
+    @staticmethod
+    def _insert_start(
+        conn: sqlite3.Connection, job: str, key: ItemKey, step: str, run_id: int, at: str
+    ) -> None:
+        conn.execute(
+            "INSERT INTO steps (run_id, job, source_id, target_key, step, started_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, job, *key, step, at),
+        )
 
     # -- whole jobs ------------------------------------------------------------------------
 
