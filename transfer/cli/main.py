@@ -46,7 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("transfer.cli.jobs:run", "run a job, or resume it where it stopped"),
     "status": ("transfer.cli.status:status", "show where jobs stand, from the journal"),
     "verify": ("transfer.cli.plan:verify", "deep-compare a job's sources and targets"),
-    "emulator": ("transfer.emulator.cli", "run the emulated NHN cloud (identity + image regions)"),
+    "emulator": ("transfer.emulator.cli", "run an emulated cloud: NHN or a private OpenStack"),
     "images": ("transfer.cli.images", "every Image API call: list, show, create, upload, ..."),
 }
 
