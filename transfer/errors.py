@@ -300,3 +300,21 @@ class TargetSettled(Exception):
 class TargetDiscarded(Exception):
     """Not an error: the pipeline's signal that a target was discarded and the item starts
     again under a new generation (``transfer.engine.steps``).  Never leaves the pipeline."""
+
+
+def only_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """What a task group raised, as its task raised it: the group's first project error (or
+    ``KeyboardInterrupt``) when it holds nothing else, else the group itself."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    if leaves and all(isinstance(e, TransferError | KeyboardInterrupt) for e in leaves):
+        return leaves[0]
+    return group

@@ -80,6 +80,16 @@ async def test_latency_delays_every_request(emulator: Emulator, src: Api) -> Non
     assert 0.15 <= time.monotonic() - started < 1.0
 
 
+async def test_latency_routes_delay_only_those_routes(emulator: Emulator, src: Api) -> None:
+    emulator.set_faults(latency=0.6, latency_routes={"create"})
+    started = time.monotonic()
+    assert (await src.list()).status == 200
+    assert time.monotonic() - started < 0.45
+    started = time.monotonic()
+    await src.create()
+    assert time.monotonic() - started >= 0.6
+
+
 async def test_bandwidth_caps_downloads_and_uploads(emulator: Emulator, src: Api) -> None:
     data = os.urandom(100_000)
     image_id = await emulator.seed_image("KR1", SRC_ID, data=data)

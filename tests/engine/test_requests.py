@@ -8,11 +8,14 @@ tag the target refuses in the create body costs a second create and is reported,
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import anyio
 from aiohttp import web
 
 from tests.conftest import token
@@ -310,3 +313,65 @@ async def test_a_tag_the_target_refuses_in_the_create_is_reported_and_the_image_
     # the target takes went on by itself and the image was read once more after it.
     counts = without_listing(requests(emu, "KR2"))
     assert counts == {"create": 1, "upload": 1, "show": 2, "tags": 1}, counts
+
+
+async def watch(emu: Emulator, wanted: set[tuple[str, str, int]], seen: dict[Any, float]) -> None:
+    """Record when each (region, route, n) was first seen: the region's n-th request on that
+    route came in (the emulator counts a request when it arrives, before its latency)."""
+    while True:
+        now = time.monotonic()
+        for region, route, n in wanted - seen.keys():
+            if emu.counters(region)["requests"].get(route, 0) >= n:
+                seen[(region, route, n)] = now
+        await anyio.sleep(0.005)
+
+
+async def run_watched(
+    emu: Emulator, config: Path, wanted: set[tuple[str, str, int]]
+) -> tuple[RunSummary, dict[Any, float]]:
+    seen: dict[Any, float] = {}
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch, emu, wanted, seen)
+        summary = await run_job(config)
+        tg.cancel_scope.cancel()
+    assert summary.failed == [], [r.error for r in summary.failed]
+    assert wanted <= seen.keys(), seen
+    return summary, seen
+
+
+async def test_the_source_is_read_while_the_create_is_in_flight(
+    emu: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    sources = await seed(emu, 2, prefix="ahead")
+    config = write_config(tmp_path, emu, job_toml(targets=TO_KR2, transfers=1))
+    # Every create takes 0.6 s to be answered; nothing else is slowed down.
+    emu.set_faults(latency=0.6, latency_routes={"create"})
+    emu.reset_counters()
+
+    _, seen = await run_watched(emu, config, {("KR2", "create", 1), ("KR1", "download", 1)})
+
+    # The download was sent long before the create's answer came back (one round trip hidden).
+    assert seen[("KR1", "download", 1)] - seen[("KR2", "create", 1)] < 0.4, seen
+    assert without_listing(requests(emu, "KR1")) == {"download": 2}  # and read once per image
+    assert await copy_problems(emu, http, sources, KR2) == []
+    assert await journal_problems(tmp_path, sources, KR2) == []
+
+
+async def test_a_transfer_slot_moves_the_next_image_while_the_last_ones_members_are_added(
+    emu: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    sources = await seed(emu, 2, shared=True, prefix="lanes")
+    for source in sources:
+        await share(emu, http, source, [PARTNER])
+    # One transfer slot; every member call takes 0.8 s (the copy's are two: add, accept).
+    config = write_config(tmp_path, emu, job_toml(targets=TO_KR2, transfers=1))
+    emu.set_faults(latency=0.8, latency_routes={"members"})
+    emu.reset_counters()
+
+    _, seen = await run_watched(emu, config, {("KR2", "members", 1), ("KR2", "create", 2)})
+
+    # The second image's create came while the first one's member calls were under way: its
+    # metadata steps ran among the checkers, not in the transfer slot.
+    assert seen[("KR2", "create", 2)] - seen[("KR2", "members", 1)] < 0.5, seen
+    assert await copy_problems(emu, http, sources, KR2) == []  # shared, members accepted
+    assert await journal_problems(tmp_path, sources, KR2) == []

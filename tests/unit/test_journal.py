@@ -10,6 +10,7 @@ import stat
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 
 from tests.pg.helpers import JOB, KEY, add_entry
@@ -183,3 +184,61 @@ async def test_a_damaged_journal_says_so_and_what_to_do(tmp_path: Path) -> None:
         assert message.startswith(f"journal {path} is damaged ("), message
         assert f"move it aside (for example to {path.name}.damaged) and run again" in message
         assert "disk full" not in message
+
+
+async def test_writes_made_together_share_commits_and_each_is_durable_on_return(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "together.db"
+    n = 60
+    async with SqliteJournal(path) as journal:
+        for i in range(n):
+            await add_entry(journal, f"s{i}")
+        before = journal.commits
+
+        async def one(i: int) -> None:
+            await journal.update_entry(JOB, f"s{i}", KEY, bytes_done=i)
+            # Durable when the call returns: another connection reads it at once.
+            other = sqlite3.connect(path)
+            try:
+                row = other.execute(
+                    "SELECT bytes_done FROM entries WHERE source_id = ?", (f"s{i}",)
+                ).fetchone()
+            finally:
+                other.close()
+            assert row == (i,)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(one, i)
+        assert journal.commits - before < n  # they shared commits
+
+
+async def test_writers_cancelled_while_waiting_leave_each_write_whole_or_absent(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cancelled.db"
+    n = 40
+    async with SqliteJournal(path) as journal:
+        for i in range(n):
+            await add_entry(journal, f"s{i}")
+        returned: set[int] = set()
+
+        async def one(i: int) -> None:
+            await journal.update_entry(JOB, f"s{i}", KEY, bytes_done=1000 + i)
+            returned.add(i)
+
+        with anyio.move_on_after(0.002):
+            async with anyio.create_task_group() as tg:
+                for i in range(n):
+                    tg.start_soon(one, i)
+        # The journal still takes writes (no writer left waiting for a commit that never
+        # comes), and every write whose call returned is there.
+        with anyio.fail_after(10):
+            await journal.update_entry(JOB, "s0", KEY, last_error="after")
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT source_id, bytes_done FROM entries").fetchall()
+    written = {int(source[1:]) for source, done in rows if done >= 1000}
+    assert returned <= written
+    # Each write whole or absent: a value is either the one written or the one before.
+    assert all(done in (0, 1000 + int(source[1:])) for source, done in rows), rows

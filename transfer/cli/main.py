@@ -15,7 +15,7 @@ from enum import IntEnum
 from typing import Protocol
 
 from transfer import __version__
-from transfer.errors import ConfigError, TransferError
+from transfer.errors import ConfigError, TransferError, only_error
 
 
 class ExitCode(IntEnum):
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return modules[args.command].run(args)
         except BaseExceptionGroup as group:
             # Task groups wrap what their tasks raise: report our own errors as if raised bare.
-            raise _only_error(group) from None
+            raise only_error(group) from None
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"image-transfer: config error: {problem}", file=sys.stderr)
@@ -105,20 +105,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("image-transfer: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
-
-
-def _only_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The group's first project error, or the group itself when it holds anything else."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        else:
-            leaves.append(exc)
-
-    walk(group)
-    if leaves and all(isinstance(e, TransferError | KeyboardInterrupt) for e in leaves):
-        return leaves[0]
-    return group

@@ -117,6 +117,7 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
         "seconds": round(summary.seconds, 3),
         "bytes": summary.bytes,
         "not_started": summary.not_started,
+        "journal_commits": summary.journal_commits,
         "counts": {o: summary.count(o) for o in REPORTED_OUTCOMES},
         "items": [
             {

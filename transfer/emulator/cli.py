@@ -84,6 +84,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     faults.add_argument("--latency", metavar="SECONDS", help="added to every request")
     faults.add_argument("--latency-jitter", metavar="SECONDS", help="up to this much more")
     faults.add_argument(
+        "--latency-routes", metavar="ROUTES", help="comma-separated routes the latency applies to"
+    )
+    faults.add_argument(
         "--bandwidth", metavar="BYTES/S", help="per connection cap; suffixes k, m, g (x1024)"
     )
     faults.add_argument(
@@ -151,6 +154,8 @@ def _faults(args: argparse.Namespace) -> Faults:
         changes["error_rate"] = _number("--error-rate", args.error_rate, float)
     if args.error_routes is not None:
         changes["error_routes"] = parse_routes(args.error_routes)
+    if args.latency_routes is not None:
+        changes["latency_routes"] = parse_routes(args.latency_routes)
     if args.error_statuses is not None:
         changes["error_statuses"] = tuple(
             _number("--error-statuses", s.strip(), int) for s in args.error_statuses.split(",")

@@ -47,6 +47,7 @@ class Faults:
     drops_remaining: int | None = None  # None = unlimited (counts uploads and downloads)
     latency: float = 0.0  # seconds added to every request
     latency_jitter: float = 0.0  # up to this many seconds more, uniformly
+    latency_routes: frozenset[str] | None = None  # None = every route in ROUTES
     bandwidth: int | None = None  # bytes/s per connection, both directions
     corrupt_downloads: int = 0  # flip one byte in the body of this many next downloads
 
@@ -55,6 +56,9 @@ class Faults:
         routes: Any = self.error_routes
         if isinstance(routes, set | list | tuple):
             self.error_routes = frozenset(routes)
+        delayed: Any = self.latency_routes
+        if isinstance(delayed, set | list | tuple):
+            self.latency_routes = frozenset(delayed)
         statuses: Any = self.error_statuses
         if isinstance(statuses, list):
             self.error_statuses = tuple(statuses)
@@ -63,15 +67,8 @@ class Faults:
     def validate(self) -> None:
         """Raise ValueError naming the first field whose value makes no sense."""
         _check_float("error_rate", self.error_rate, low=0.0, high=1.0)
-        if self.error_routes is not None:
-            if isinstance(self.error_routes, str) or not isinstance(self.error_routes, frozenset):
-                raise ValueError("error_routes: expected a set of route names or None")
-            unknown = sorted(str(r) for r in self.error_routes if r not in ROUTES)
-            if unknown:
-                raise ValueError(
-                    f"error_routes: unknown route(s) {', '.join(unknown)}; "
-                    f"known: {', '.join(sorted(ROUTES))}"
-                )
+        _check_routes("error_routes", self.error_routes)
+        _check_routes("latency_routes", self.latency_routes)
         if not isinstance(self.error_statuses, tuple) or not self.error_statuses:
             raise ValueError("error_statuses: expected a non-empty tuple of HTTP statuses")
         for status in self.error_statuses:
@@ -100,6 +97,9 @@ class Faults:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: getattr(self, name) for name in field_names()}
         out["error_routes"] = None if self.error_routes is None else sorted(self.error_routes)
+        out["latency_routes"] = (
+            None if self.latency_routes is None else sorted(self.latency_routes)
+        )
         out["error_statuses"] = list(self.error_statuses)
         return out
 
@@ -134,6 +134,18 @@ def parse_routes(text: str) -> frozenset[str] | None:
     return frozenset(names)
 
 
+def _check_routes(name: str, routes: object) -> None:
+    if routes is None:
+        return
+    if isinstance(routes, str) or not isinstance(routes, frozenset):
+        raise ValueError(f"{name}: expected a set of route names or None")
+    unknown = sorted(str(r) for r in routes if r not in ROUTES)
+    if unknown:
+        raise ValueError(
+            f"{name}: unknown route(s) {', '.join(unknown)}; known: {', '.join(sorted(ROUTES))}"
+        )
+
+
 def _check_float(name: str, value: object, *, low: float, high: float | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name}: expected a number, got {value!r}")
@@ -166,9 +178,11 @@ class FaultInjector:
         self.faults = faults
         self._rng = random.Random(seed)
 
-    def delay(self) -> float:
+    def delay(self, route: str) -> float:
         """Seconds to wait before handling a request (latency plus jitter)."""
         faults = self.faults
+        if faults.latency_routes is not None and route not in faults.latency_routes:
+            return 0.0
         extra = self._rng.uniform(0.0, faults.latency_jitter) if faults.latency_jitter else 0.0
         return faults.latency + extra
 

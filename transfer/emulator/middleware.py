@@ -100,7 +100,7 @@ def request_middleware(
 
 
 async def _inject(injector: FaultInjector, route: str, keystone_errors: bool) -> None:
-    delay = injector.delay()
+    delay = injector.delay(route)
     if delay > 0:
         await asyncio.sleep(delay)
     status = injector.pick_error(route)

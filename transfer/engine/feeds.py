@@ -78,6 +78,11 @@ class Feed(Protocol):
         """``consumer``'s first attempt is over, whether it read the bytes or not."""
         ...
 
+    def prefetch(self, consumer: str) -> None:
+        """``consumer`` will open its bytes soon: a feed may open them now, ahead
+        (``transfer.engine.prefetch``); the others ignore it."""
+        ...
+
 
 def in_flight_algorithms(verify: VerifyMode, source: Image) -> tuple[str, ...]:
     """Hash in flight only what no server proves (unless the job asks for full checks)."""
@@ -131,6 +136,9 @@ class DirectFeed:
     def release(self, consumer: str) -> None:
         pass
 
+    def prefetch(self, consumer: str) -> None:
+        pass
+
 
 class SpoolFeed:
     """Every attempt reads the spool file, downloaded (or resumed) on the first ``open``.
@@ -167,6 +175,9 @@ class SpoolFeed:
     def release(self, consumer: str) -> None:
         if self.fallback is not None:
             self.fallback.release(consumer)
+
+    def prefetch(self, consumer: str) -> None:
+        pass
 
 
 class SharedFeed:
@@ -239,6 +250,9 @@ class SharedFeed:
         self._expected.discard(consumer)
         if not self._expected:
             self._go.set()
+
+    def prefetch(self, consumer: str) -> None:
+        pass
 
     async def _result(self) -> dict[str, str]:
         if self._digests is None:

@@ -18,7 +18,10 @@ never one in between.  A private copy with tags costs 10 commits on a journal of
 A failed attempt is retried when its error says another attempt may help
 (``TransferError.image_retryable``), after the job's ``retry_backoff`` (exponential, full
 jitter, at least any ``Retry-After``; the scheduler lends the image's transfer slot to another
-image meanwhile), and the retry re-examines the target from scratch, bytes included.  A target
+image meanwhile), and the retry re-examines the target from scratch, bytes included.  Within
+an attempt the data steps run in the image's transfer slot and the metadata steps among the
+job's checkers (``slots.Lanes``): once the verify's GET has proven the bytes, the slot moves the
+next image's.  A target
 Glance is still settling is waited out without counting an attempt.
 """
 
@@ -35,6 +38,7 @@ from transfer.cloud.client import ImageClient
 from transfer.engine.feeds import DirectFeed, Feed, in_flight_algorithms
 from transfer.engine.planning import Target, record_entry
 from transfer.engine.results import SUCCESS_BY_CODE, ItemResult, Outcome
+from transfer.engine.slots import Lanes
 from transfer.engine.steps import ItemState, Steps
 from transfer.errors import (
     IntegrityError,
@@ -104,6 +108,7 @@ class Pipeline:
         *,
         claim: Claim | None = None,
         pause: Callable[[float], Awaitable[bool]] | None = None,
+        lanes: Lanes | None = None,
     ) -> ItemResult:
         """Bring one target in line with its source, with the job's per-image retry budget.
 
@@ -114,7 +119,9 @@ class Pipeline:
         claim's target identity is the one to work on; every journal write carries its epoch,
         and once one is refused (another worker took the item over) this worker stops at once:
         no more writes, no clean-up, the item is handed over.  ``pause`` is how the item waits
-        between attempts (default: the pipeline's).
+        between attempts (default: the pipeline's).  ``lanes`` is where each part of an
+        attempt runs: the data steps in the image's transfer slot, the metadata steps among the
+        job's checkers (default: anywhere).
         """
         src = item.source
         assert src is not None
@@ -150,6 +157,7 @@ class Pipeline:
                 attempts,
                 data_needed=item.code in (Code.COPY, Code.REPAIR),
                 pause=pause or self.pause,
+                lanes=lanes or Lanes(None, None),
             )
             st.result.seconds = time.monotonic() - started
             st.result.target_id = st.target_id
@@ -180,6 +188,7 @@ class Pipeline:
         *,
         data_needed: bool,
         pause: Callable[[float], Awaitable[bool]],
+        lanes: Lanes,
     ) -> TransferError | None:
         """Up to ``retries`` attempts, spaced by the job's backoff; the last error, or None
         once one succeeded."""
@@ -192,7 +201,7 @@ class Pipeline:
             # Journaled with the attempt's first write, before its first change to a target.
             st.pending.update(state=EntryState.RUNNING, attempts=attempts_before + attempt)
             try:
-                await self._settling(st, data_needed=data_needed)
+                await self._settling(st, data_needed=data_needed, lanes=lanes)
             except (LeaseLost, JournalError):
                 raise  # nothing more to write: the pipeline's caller decides
             except TransferError as exc:
@@ -208,13 +217,13 @@ class Pipeline:
                 return None
         return last_error
 
-    async def _settling(self, st: ItemState, *, data_needed: bool) -> None:
+    async def _settling(self, st: ItemState, *, data_needed: bool, lanes: Lanes) -> None:
         """One attempt; a target that Glance was still settling is waited out (in the steps)
         and the attempt run again from its settled status, without counting one more."""
         for _ in range(MAX_SETTLES_PER_ATTEMPT):
             try:
                 try:
-                    await self._attempt(st, data_needed=data_needed)
+                    await self._attempt(st, data_needed=data_needed, lanes=lanes)
                 finally:
                     st.feed.release(st.target.key)
                 return
@@ -298,14 +307,19 @@ class Pipeline:
 
     # -- one attempt -------------------------------------------------------------------------
 
-    async def _attempt(self, st: ItemState, *, data_needed: bool) -> None:
+    async def _attempt(self, st: ItemState, *, data_needed: bool, lanes: Lanes) -> None:
         generations = 0
         while True:
             try:
                 if data_needed:
+                    await lanes.data()
                     for step, then in DATA_CHAIN:
-                        await self._step(st, step, then)
+                        # Once the bytes are proven the slot takes the next image's at once:
+                        # the verify's end is journaled, and the metadata steps run, outside.
+                        leave = lanes.metadata if step is Step.VERIFY else None
+                        await self._step(st, step, then, before_end=leave)
                 else:
+                    await lanes.metadata()
                     st.created = st.fresh = False
                     st.image = await st.target.client.get_image(st.target_id)
                     if st.image.status != "active":
@@ -323,10 +337,18 @@ class Pipeline:
                     ) from None
                 data_needed = True
 
-    async def _step(self, st: ItemState, step: Step, then: Step | None) -> None:
+    async def _step(
+        self,
+        st: ItemState,
+        step: Step,
+        then: Step | None,
+        *,
+        before_end: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         """One step, its start and its end journaled (a failure's reason with it); on success
         its end and the start of the step ``then`` in one transaction (or, for the last step,
-        its end and the entry's ``done``), with any fields pending."""
+        its end and the entry's ``done``), with any fields pending; ``before_end`` is awaited
+        between a success and the journaling of it."""
         where = (self.job.name, st.source.id, st.target.key, step, self.run_id)
         if st.started != step:
             await self.journal.step_started(*where, fence=st.fence, fields=_take(st) or None)
@@ -343,6 +365,8 @@ class Pipeline:
                 *where, ok=False, error=error, fence=st.fence, fields=_take(st) or None
             )
             raise
+        if before_end is not None:
+            await before_end()
         fields = _take(st)
         if then is None:
             fields.update(self._done(st))

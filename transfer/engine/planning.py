@@ -16,8 +16,14 @@ import structlog
 
 from transfer.cloud.client import ImageClient
 from transfer.cloud.sessions import Clouds
-from transfer.config.settings import DEFAULT_SPOOL_RESERVE, Config, JobConfig, LeaseSettings
-from transfer.errors import JournalError, LeaseLost
+from transfer.config.settings import (
+    DEFAULT_SPOOL_RESERVE,
+    Config,
+    Endpoint,
+    JobConfig,
+    LeaseSettings,
+)
+from transfer.errors import JournalError, LeaseLost, only_error
 from transfer.journal import Journal, WorkQueue
 from transfer.journal.records import ItemKey, JournalEntry, PlanTicket
 from transfer.metadata import DesiredTarget
@@ -72,16 +78,31 @@ async def build_plan(config: Config, job: JobConfig, clouds: Clouds, journal: Jo
     checkers = anyio.CapacityLimiter(job.checkers)
     source_client = await clouds.client(job.source.cloud, job.source.region)
     filters = job.select.api_filters()
-    sources = [
-        image
-        async for image in source_client.list_images(**cast(dict[str, Any], filters))
-        if job.select.matches(image)
-    ]
-    log.info("listed source", job=job.name, images=len(sources))
-
+    sources: list[Image] = []
+    source_members: dict[str, frozenset[str]] = {}
     targets: dict[str, Target] = {}
     listings: dict[str, list[Image]] = {}
-    for endpoint in job.targets:
+
+    def lister(image: Image) -> Callable[[], Awaitable[None]]:
+        async def list_members() -> None:
+            members: list[Member] = await source_client.list_members(image.id)
+            source_members[image.id] = frozenset(m.member_id for m in members)
+
+        return list_members
+
+    async def list_source() -> None:
+        sources.extend(
+            [
+                image
+                async for image in source_client.list_images(**cast(dict[str, Any], filters))
+                if job.select.matches(image)
+            ]
+        )
+        log.info("listed source", job=job.name, images=len(sources))
+        if job.copy.members:
+            await _gather(checkers, [lister(i) for i in sources if i.visibility == "shared"])
+
+    async def list_target(endpoint: Endpoint) -> None:
         session = await clouds.session(endpoint.cloud)
         client = await session.image_client(endpoint.region)
         tenant_id = await session.tenant_id()
@@ -90,17 +111,15 @@ async def build_plan(config: Config, job: JobConfig, clouds: Clouds, journal: Jo
             key=endpoint.key, region=endpoint.region, client=client, tenant_id=tenant_id
         )
 
-    source_members: dict[str, frozenset[str]] = {}
-    if job.copy.members:
-
-        def lister(image: Image) -> Callable[[], Awaitable[None]]:
-            async def list_members() -> None:
-                members: list[Member] = await source_client.list_members(image.id)
-                source_members[image.id] = frozenset(m.member_id for m in members)
-
-            return list_members
-
-        await _gather(checkers, [lister(i) for i in sources if i.visibility == "shared"])
+    # Every side is listed at once: the plan waits for the slowest listing, not their sum.
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(list_source)
+            for endpoint in job.targets:
+                tg.start_soon(list_target, endpoint)
+    except BaseExceptionGroup as group:
+        raise only_error(group) from None
+    targets = {e.key: targets[e.key] for e in job.targets}  # in the config's order
 
     entries = await journal.entries(job.name)
     items = plan_job(

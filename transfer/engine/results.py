@@ -148,6 +148,8 @@ class RunSummary:
     not_started: int = 0  # items a stop or deadline left for the next run
     #: With a shared journal: items of the job's plan that failed in other workers' hands.
     failed_elsewhere: int = 0
+    #: Journal transactions this run committed (its own start and end left out).
+    journal_commits: int = 0
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for r in self.results if r.outcome == outcome)

@@ -73,6 +73,7 @@ async def run_plan(
         reserve=plan.spool_reserve,
     )
     run_id = await journal.start_run(job.name, worker)
+    commits_before = journal.commits
     entries = await journal.entries(job.name)
     runner = _item_runner(plan, journal, run_id, area, entries, bucket, progress, stop)
     in_sync = [i for i in plan.items if i.code is Code.IN_SYNC and i.source is not None]
@@ -115,6 +116,7 @@ async def run_plan(
         interrupted=stop.is_set() and (scheduler.not_started > 0 or ticket is not None),
         not_started=scheduler.not_started,
         failed_elsewhere=scheduler.failed_elsewhere,
+        journal_commits=journal.commits - commits_before,
     )
     await journal.finish_run(run_id, summary.outcome, summary.journal_summary())
     return summary

@@ -34,8 +34,9 @@ from transfer.engine.feeds import Feed, FeedChooser
 from transfer.engine.leases import ItemLease, LeaseKeeper
 from transfer.engine.pipeline import Pipeline
 from transfer.engine.planning import JobPlan, by_source, item_key
+from transfer.engine.prefetch import prefetching
 from transfer.engine.results import ActiveTransfer, ItemResult, Outcome, Progress
-from transfer.engine.slots import ImageSlot, TargetSlot, TransferSlots
+from transfer.engine.slots import ImageSlot, Lanes, TransferSlots
 from transfer.engine.spool import SpoolArea
 from transfer.errors import JournalError, LeaseLost, TransferError
 from transfer.journal import Journal
@@ -65,6 +66,9 @@ class ItemRunner:
         stop: anyio.Event,
         leases: LeaseKeeper | None = None,
     ) -> None:
+        #: The metadata steps of every item, a copy's after its bytes or an update's, run
+        #: holding one of the job's checkers (``Lanes``).
+        self.checkers = anyio.CapacityLimiter(plan.job.checkers)
         self.plan = plan
         self.pipeline = pipeline
         self.chooser = chooser
@@ -90,24 +94,25 @@ class ItemRunner:
         name = item.source.name or item.source.id
         key = item_key(item)
         lease = self.leases.get(key) if self.leases is not None else None
-        self.progress.active[key] = ActiveTransfer(
-            name=name, target=item.target_key, total=item.source.size or 0
-        )
+        active = ActiveTransfer(name=name, target=item.target_key, total=item.source.size or 0)
         guarded = CALL_GUARD.set(lease)
-        held = slot.target() if slot is not None else None
+        lanes = Lanes(
+            slot.target() if slot is not None else None,
+            self.checkers,
+            on_start=lambda: self.progress.active.__setitem__(key, active),
+        )
         try:
             with anyio.CancelScope() as scope:
                 if lease is not None:
                     lease.watch(scope)
-                if held is not None:
-                    await held.enter()
                 result = await self.pipeline.run_item(
                     item,
                     self.plan.targets[item.target_key],
                     self.plan.desired[key],
                     feed,
                     claim=lease.claim if lease is not None else None,
-                    pause=self._pause(held),
+                    pause=self._pause(lanes),
+                    lanes=lanes,
                 )
             if scope.cancelled_caught:
                 why = "lost" if lease is not None and lease.lost else "not renewed in time"
@@ -125,8 +130,7 @@ class ItemRunner:
             if isinstance(exc, TransferError) and exc.fatal:
                 self.stop.set()
         finally:
-            if held is not None:
-                held.leave()
+            lanes.leave()
             CALL_GUARD.reset(guarded)
             self.progress.active.pop(key, None)
             if feed is not None:
@@ -134,17 +138,15 @@ class ItemRunner:
         self.record(result)
         return result
 
-    def _pause(self, held: TargetSlot | None) -> Callable[[float], Awaitable[bool]]:
-        """How one target waits between its attempts: out of its image's transfer slot, until
-        the time is up or the run stops (then False)."""
+    def _pause(self, lanes: Lanes) -> Callable[[float], Awaitable[bool]]:
+        """How one target waits between its attempts: out of its image's transfer slot and
+        the checkers (the next attempt takes what it needs), until the time is up or the run
+        stops (then False)."""
 
         async def pause(seconds: float) -> bool:
-            if held is not None:
-                held.leave()
+            lanes.leave()
             with anyio.move_on_after(seconds):
                 await self.stop.wait()
-            if held is not None:
-                await held.enter()
             return not self.stop.is_set()
 
         return pause
@@ -162,7 +164,8 @@ class ItemRunner:
         try:
             regions = {i.target_key: self.plan.targets[i.target_key].region for i in group}
             async with (
-                self.chooser.feed(source, regions) as feed,
+                self.chooser.feed(source, regions) as base,
+                prefetching(base) as feed,
                 anyio.create_task_group() as tg,
             ):
                 for item in group:

@@ -1,4 +1,5 @@
-"""Transfer slots: how many source images move bytes at once (the job's ``transfers``).
+"""Transfer slots: how many source images move bytes at once (the job's ``transfers``); and
+the lanes of one target's work: its bytes in a slot, its metadata steps among the checkers.
 
 A source image (all its targets together) takes a slot when it starts and holds it while any of
 its targets is inside an attempt.  While every one of them waits for its next attempt (the
@@ -6,11 +7,15 @@ job's ``retry_backoff``), the image gives the slot back, so another image uses t
 takes a slot again before the next attempt.  The images under way, waiting ones included, are
 bounded too (``UNDER_WAY_PER_SLOT`` per slot), so a cloud that fails everything does not open
 every image of the job at once.
+
+A slot moves bytes and nothing else: once a target's bytes are verified, its metadata steps
+(tags, properties, share, accept, protect: requests that move no bytes) run among the job's
+``checkers`` instead (``Lanes``), and the slot takes the next image's bytes at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -87,3 +92,54 @@ class TargetSlot:
         if self._inside:
             self._inside = False
             self._image.dismiss()
+
+
+class Lanes:
+    """Where one target's work runs: the data steps in its image's transfer slot (if it has
+    one), the metadata steps holding one of the job's ``checkers``; never both at once."""
+
+    def __init__(
+        self,
+        slot: TargetSlot | None,
+        checkers: anyio.CapacityLimiter | None,
+        *,
+        on_start: Callable[[], None] | None = None,
+    ) -> None:
+        self._slot = slot
+        self._checkers = checkers
+        #: Called once, when the work first gets a lane (the target is then under way).
+        self._on_start = on_start
+
+    _checking = False
+
+    async def data(self) -> None:
+        """Before steps that move bytes: out of the checkers, into the transfer slot."""
+        self._leave_checkers()
+        if self._slot is not None:
+            await self._slot.enter()
+        self._started()
+
+    async def metadata(self) -> None:
+        """Before steps that move no bytes: out of the transfer slot, into the checkers."""
+        if self._slot is not None:
+            self._slot.leave()
+        if self._checkers is not None and not self._checking:
+            await self._checkers.acquire_on_behalf_of(self)
+            self._checking = True
+        self._started()
+
+    def _started(self) -> None:
+        if self._on_start is not None:
+            on_start, self._on_start = self._on_start, None
+            on_start()
+
+    def leave(self) -> None:
+        """Out of both (between attempts, and at the end)."""
+        if self._slot is not None:
+            self._slot.leave()
+        self._leave_checkers()
+
+    def _leave_checkers(self) -> None:
+        if self._checking and self._checkers is not None:
+            self._checking = False
+            self._checkers.release_on_behalf_of(self)

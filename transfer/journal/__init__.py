@@ -87,6 +87,12 @@ class Journal(Protocol):
         """How several workers share a job through this journal (None: one host only)."""
         ...
 
+    @property
+    def commits(self) -> int:
+        """Transactions committed since the journal was opened (what the benchmarks report
+        per image)."""
+        ...
+
     # -- runs ------------------------------------------------------------------------------
 
     async def start_run(self, job: str, worker: str) -> int:

@@ -10,7 +10,9 @@ runs them, in the order they were queued, in one ``BEGIN IMMEDIATE`` transaction
 its own savepoint (a write that raises is undone alone, and its caller gets the error), then
 commits once: one fsync for all of them.  Each caller returns only after the commit that holds
 its write, so a write is durable when its call returns, as before; what changes is only that
-writes made at the same moment by several images share a commit.  A restart finds each write
+writes made at the same moment by several images share a commit.  The batch costs one trip to
+the worker thread, made by the caller that found no commit under way; the others wait for it
+(and the next of them makes the next trip for what came meanwhile).  A restart finds each write
 whole or absent, never in part, and a write is never committed before one queued earlier.
 ``commits`` counts the transactions committed, ``writes`` the write calls.
 """
@@ -52,6 +54,8 @@ class SqliteConnection:
         #: Writes queued and not yet taken by the worker thread (guarded by ``_queue_lock``).
         self._queue: list[_Write[Any]] = []
         self._queue_lock = threading.Lock()
+        #: Set when the commit under way (made by one of the writers) is over; None: none is.
+        self._committing: anyio.Event | None = None
         #: Transactions committed (migrations included) and write calls, since this object
         #: was made: what the tests and the benchmark count.
         self.commits = 0
@@ -73,13 +77,26 @@ class SqliteConnection:
             self._queue.append(op)
         self.writes += 1
         try:
-            # The turn on the worker thread: by then an earlier turn may have committed it.
-            await self._call(functools.partial(self._commit_queued, op))
+            while not op.done:
+                if self._committing is None:
+                    # This caller commits every write queued so far, its own among them.
+                    self._committing = over = anyio.Event()
+                    try:
+                        await self._call(self._commit_queued)
+                    finally:
+                        self._committing = None
+                        over.set()
+                else:
+                    await self._committing.wait()
         except BaseException:
             with self._queue_lock:
                 if op in self._queue:  # cancelled while waiting: never written
                     self._queue.remove(op)
                     raise
+            # Taken by the commit under way: its outcome is known before the cancellation.
+            with anyio.CancelScope(shield=True):
+                while not op.done and self._committing is not None:
+                    await self._committing.wait()
             if not op.done:
                 raise
         try:
@@ -131,12 +148,9 @@ class SqliteConnection:
         self.commits += 1
         return result
 
-    def _commit_queued(self, mine: _Write[Any]) -> None:
-        """On the worker thread, ``mine``'s turn: unless an earlier turn committed it, every
-        queued write (``mine`` among them) in one transaction, each under a savepoint, then one
-        commit; each write's result (or error) is kept for its caller."""
-        if mine.done:
-            return
+    def _commit_queued(self) -> None:
+        """On the worker thread: every queued write in one transaction, each under a
+        savepoint, then one commit; each write's result (or error) is kept for its caller."""
         with self._queue_lock:
             batch, self._queue = self._queue, []
         if not batch:
