@@ -16,7 +16,18 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import fanout, large_image, memory, planning, small_images, startup, workers
+from benchmarks import (
+    fanout,
+    large_image,
+    latency,
+    memory,
+    planning,
+    scaling,
+    small_images,
+    startup,
+    tiny,
+    workers,
+)
 from benchmarks.harness import RESULTS_DIR, BenchError, machine, write_result
 from transfer.cli.logs import configure_logging
 from transfer.config.settings import LogFormat, LogLevel
@@ -29,6 +40,9 @@ SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
     fanout.SCENARIO: fanout.run,
     workers.SCENARIO: workers.run,
     startup.SCENARIO: startup.run,
+    latency.SCENARIO: latency.run,
+    scaling.SCENARIO: scaling.run,
+    tiny.SCENARIO: tiny.run,
 }
 COLUMNS = ("scenario", "engine", "baseline", "ratio", "goal", "met?")
 

@@ -106,13 +106,21 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
 
 @dataclass
 class Measured:
-    """One finished subprocess: wall time, exit code, peak RSS, its output."""
+    """One finished subprocess: wall time, exit code, peak RSS, its output, and the CPU
+    seconds it (and the children it waited for) spent, from ``wait4``'s rusage."""
 
     seconds: float
     returncode: int
     max_rss_bytes: int
     stdout: str
     stderr: str
+    user_seconds: float = 0.0
+    system_seconds: float = 0.0
+
+    @property
+    def cpu_seconds(self) -> float:
+        """User plus system CPU seconds."""
+        return self.user_seconds + self.system_seconds
 
     def check(self, what: str) -> Measured:
         if self.returncode != 0:
@@ -156,6 +164,8 @@ def measure(
             max_rss_bytes=usage.ru_maxrss * 1024,  # Linux reports KiB
             stdout=out.read().decode("utf-8", "replace"),
             stderr=err.read().decode("utf-8", "replace"),
+            user_seconds=usage.ru_utime,
+            system_seconds=usage.ru_stime,
         )
 
 
@@ -247,10 +257,17 @@ class EmulatorProcess:
     """``image-transfer emulator`` as a separate process on free ports, over ``state_dir``."""
 
     def __init__(
-        self, state_dir: Path, *, regions: Sequence[str] = ("KR1", "KR2"), log: Path | None = None
+        self,
+        state_dir: Path,
+        *,
+        regions: Sequence[str] = ("KR1", "KR2"),
+        log: Path | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.state_dir = state_dir
         self.regions = tuple(regions)
+        #: More ``image-transfer emulator`` options (``--latency 0.03``, ...).
+        self.extra_args = tuple(extra_args)
         self.log = log or state_dir.with_name(state_dir.name + "-emulator.log")
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -264,6 +281,7 @@ class EmulatorProcess:
         args = ["emulator", "--port", "0", "--state-dir", str(self.state_dir)]
         for region in self.regions:
             args += ["--region", region]
+        args += self.extra_args
         with open(self.log, "ab") as log:
             self._proc = subprocess.Popen(
                 transfer_cmd(*args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log
@@ -505,6 +523,7 @@ class EngineRun:
     seconds: float  # the whole command, start to exit
     max_rss_bytes: int
     report: dict[str, Any]
+    cpu_seconds: float = 0.0  # user + system of the engine process (wait4's rusage)
 
     @property
     def engine_seconds(self) -> float:
@@ -534,7 +553,7 @@ def run_engine(
             f"job {job}: outcome {data['outcome']}, {copied} copied, {data['bytes']} bytes; "
             f"expected {expect_copies} copies of {expect_bytes} bytes in all"
         )
-    return EngineRun(done.seconds, done.max_rss_bytes, data)
+    return EngineRun(done.seconds, done.max_rss_bytes, data, cpu_seconds=done.cpu_seconds)
 
 
 # -- working space and results -------------------------------------------------------------

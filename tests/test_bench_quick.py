@@ -38,6 +38,33 @@ EXPECTED_METRICS = {
         "time_ratio",
     ),
     "startup": ("run", "images_list_token", "status", "floor_aiohttp", "floor_python"),
+    "latency": (
+        "engine",
+        "script_x1",
+        "script_x4",
+        "bytes_seconds",
+        "bound",
+        "journal_commits_per_image",
+        "engine_requests_target",
+        "engine_requests_source",
+        "script_requests_target",
+        "script_requests_source",
+    ),
+    "scaling": (
+        "engine_transfers_1",
+        "engine_transfers_4",
+        "bound_transfers_1",
+        "bound_transfers_4",
+        "script_x4",
+        "bytes_seconds",
+    ),
+    "tiny": (
+        "engine",
+        "script_x8",
+        "engine_cpu_per_image",
+        "script_cpu_per_image",
+        "journal_commits_per_image",
+    ),
 }
 ROW_KEYS = {"scenario", "engine", "baseline", "ratio", "goal", "met"}
 
@@ -113,6 +140,37 @@ def test_scenarios_check_what_they_claim(quick_run: tuple[Path, str]) -> None:
     # The first request comes after the interpreter started, and before the command ended.
     assert startup["run"]["min"] > startup["floor_python"]["min"] / 2
     assert startup["run"]["median"] < startup["run_whole"]["median"]
+
+
+def test_latency_scenarios_count_what_they_claim(quick_run: tuple[Path, str]) -> None:
+    folder, _ = quick_run
+    latency = json.loads((folder / "latency.json").read_text())
+    assert latency["params"]["latency_seconds"] == 0.03
+    metrics = latency["metrics"]
+    # The lean script makes exactly four requests per image: metadata and download on the
+    # source, create and upload on the target (the counters are real, not assumed).
+    assert metrics["script_requests_source"]["routes"] == {"download": 1.0, "show": 1.0}
+    assert metrics["script_requests_target"]["routes"] == {"create": 1.0, "upload": 1.0}
+    # The engine downloads each image once and creates and uploads each copy at least once.
+    engine_target = metrics["engine_requests_target"]["routes"]
+    assert metrics["engine_requests_source"]["routes"]["download"] == 1.0
+    assert engine_target["create"] >= 1.0 and engine_target["upload"] == 1.0
+    # The bound follows from the measured bytes time: transfers / (3 x latency + t_bytes).
+    t_bytes = metrics["bytes_seconds"]["runs"]
+    expected = [4 / (3 * 0.03 + t) for t in t_bytes]
+    assert metrics["bound"]["runs"] == pytest.approx(expected)
+    glance = [r for r in latency["rows"] if r["scenario"].endswith("vs glanceclient")]
+    assert len(glance) == 1
+    assert ("glance" in metrics) == (glance[0]["met"] is not None)
+    scaling = json.loads((folder / "scaling.json").read_text())
+    assert scaling["params"]["transfers"] == [1, 4]
+    assert scaling["params"]["chart"] is None  # a quick run draws nothing
+    tiny = json.loads((folder / "tiny.json").read_text())
+    # CPU per image is the engine process's own: no more than its wall time on every core.
+    cores = tiny["machine"]["cores"]
+    cpu_ms = tiny["metrics"]["engine_cpu_per_image"]["runs"]
+    rates = tiny["metrics"]["engine"]["runs"]
+    assert all(cpu < 1000 / rate * cores for cpu, rate in zip(cpu_ms, rates, strict=True))
 
 
 def test_the_table_has_a_row_per_result_row(quick_run: tuple[Path, str]) -> None:

@@ -90,6 +90,21 @@ async def test_latency_routes_delay_only_those_routes(emulator: Emulator, src: A
     assert time.monotonic() - started >= 0.6
 
 
+async def test_connect_latency_delays_only_a_new_connections_first_request(
+    emulator: Emulator, src: Api
+) -> None:
+    await src.list()  # the client's connection is open and pooled
+    emulator.set_faults(connect_latency=0.5)
+    started = time.monotonic()
+    assert (await src.list()).status == 200
+    assert time.monotonic() - started < 0.4  # a reused connection pays no handshake
+    async with aiohttp.ClientSession() as fresh:
+        other = Api(fresh, src.base, src.token)
+        started = time.monotonic()
+        assert (await other.list()).status == 200
+        assert time.monotonic() - started >= 0.5
+
+
 async def test_bandwidth_caps_downloads_and_uploads(emulator: Emulator, src: Api) -> None:
     data = os.urandom(100_000)
     image_id = await emulator.seed_image("KR1", SRC_ID, data=data)
@@ -212,13 +227,19 @@ async def test_counters_count_requests_and_bytes_per_region(
     assert kr1["requests"] == {"create": 1, "upload": 1, "download": 2, "list": 1, "tags": 1}
     assert kr1["bytes_received"] == 5000
     assert kr1["bytes_served"] == 5100
+    assert kr1["connections"] >= 1  # the test client's pooled connections
     assert emulator.counters("KR2")["requests"] == {}
     status, over_http = await _admin(http, "GET", emulator.admin_url + "/counters")
     assert over_http["regions"]["KR1"] == kr1
     assert over_http["identity"]["requests"]["token"] >= 1
     status, _ = await _admin(http, "POST", emulator.admin_url + "/counters/reset")
     assert status == 204
-    assert emulator.counters("KR1") == {"requests": {}, "bytes_served": 0, "bytes_received": 0}
+    assert emulator.counters("KR1") == {
+        "requests": {},
+        "bytes_served": 0,
+        "bytes_received": 0,
+        "connections": 0,
+    }
 
 
 @pytest.mark.parametrize(

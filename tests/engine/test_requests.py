@@ -357,6 +357,25 @@ async def test_the_source_is_read_while_the_create_is_in_flight(
     assert await journal_problems(tmp_path, sources, KR2) == []
 
 
+async def test_the_next_images_create_is_made_while_an_upload_holds_the_only_slot(
+    emu: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    sources = await seed(emu, 2, prefix="early")
+    config = write_config(tmp_path, emu, job_toml(targets=TO_KR2, transfers=1))
+    # Every upload takes 0.8 s to be answered.
+    emu.set_faults(latency=0.8, latency_routes={"upload"})
+    emu.reset_counters()
+
+    _, seen = await run_watched(emu, config, {("KR2", "upload", 1), ("KR2", "create", 2)})
+
+    # One transfer slot, and the second image's create came while the first one's upload held
+    # it: a create moves no bytes, so it does not wait for a slot.
+    assert seen[("KR2", "create", 2)] - seen[("KR2", "upload", 1)] < 0.5, seen
+    assert emu.counters("KR2")["requests"]["upload"] == 2
+    assert await copy_problems(emu, http, sources, KR2) == []
+    assert await journal_problems(tmp_path, sources, KR2) == []
+
+
 async def test_a_transfer_slot_moves_the_next_image_while_the_last_ones_members_are_added(
     emu: Emulator, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
@@ -375,3 +394,23 @@ async def test_a_transfer_slot_moves_the_next_image_while_the_last_ones_members_
     assert seen[("KR2", "create", 2)] - seen[("KR2", "members", 1)] < 0.5, seen
     assert await copy_problems(emu, http, sources, KR2) == []  # shared, members accepted
     assert await journal_problems(tmp_path, sources, KR2) == []
+
+
+async def test_copies_reuse_connections_so_a_handshake_is_not_paid_per_image(
+    emu: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    n, transfers = 8, 2
+    sources = await seed(emu, n, prefix="pooled")
+    config = write_config(tmp_path, emu, job_toml(targets=TO_KR2, transfers=transfers))
+    emu.reset_counters()
+
+    summary = await run_job(config)
+
+    assert summary.failed == [], [r.error for r in summary.failed]
+    # Over a real link every new connection costs a TCP and TLS handshake (two round trips):
+    # the uploads, creates and GETs of 8 copies share a few connections, on each side.
+    target, source = emu.counters("KR2"), emu.counters("KR1")
+    assert target["requests"]["upload"] == n
+    assert target["connections"] <= transfers + 2, target
+    assert source["connections"] <= transfers + 2, source
+    assert await copy_problems(emu, http, sources, KR2) == []

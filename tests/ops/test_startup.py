@@ -5,7 +5,8 @@ Real child processes against the emulator in this process; a probe around the co
 when it exits.  What it must not hold, once the command did its work: the PostgreSQL driver for a
 SQLite journal, rich when no terminal shows a live display, the YAML parser without a
 clouds.yaml; neither the engine nor the journal for ``images``; not the runner for ``plan``; no
-HTTP client for ``status``.
+HTTP client for ``status``; and for ``run``, neither the engine nor the journal yet when its
+first request (the token request) goes out.
 """
 
 from __future__ import annotations
@@ -38,10 +39,14 @@ emu = emulator_fixture(seed=17)
 
 PROBE = """\
 import atexit, json, os, runpy, sys
-def dump():
-    with open(os.environ["STARTUP_MODULES"], "w") as out:
+def dump(path=os.environ["STARTUP_MODULES"]):
+    with open(path, "w") as out:
         json.dump(sorted(sys.modules), out)
+def first_request(event, args):
+    if event == "socket.connect" and not os.path.exists(os.environ["STARTUP_AT_CONNECT"]):
+        dump(os.environ["STARTUP_AT_CONNECT"])
 atexit.register(dump)
+sys.addaudithook(first_request)
 sys.argv[0] = "image-transfer"
 runpy.run_module("transfer", run_name="__main__", alter_sys=True)
 """
@@ -51,8 +56,21 @@ HEAVY = ("psycopg", "rich", "pygments", "yaml")
 async def probed(tmp_path: Path, *args: str) -> tuple[str, set[str]]:
     """Run ``image-transfer ARGS`` (stdout and stderr pipes, no terminal); its stdout and the
     modules it had imported when it exited."""
+    out, modules, _ = await probed_at_first_request(tmp_path, *args)
+    return out, modules
+
+
+async def probed_at_first_request(tmp_path: Path, *args: str) -> tuple[str, set[str], set[str]]:
+    """``probed``, and the modules imported when it opened its first connection."""
     modules = tmp_path / "modules.json"
-    env = {**os.environ, **environment(), "STARTUP_MODULES": str(modules)}
+    at_connect = tmp_path / "at-connect.json"
+    at_connect.unlink(missing_ok=True)
+    env = {
+        **os.environ,
+        **environment(),
+        "STARTUP_MODULES": str(modules),
+        "STARTUP_AT_CONNECT": str(at_connect),
+    }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -64,7 +82,8 @@ async def probed(tmp_path: Path, *args: str) -> tuple[str, set[str]]:
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
-    return out.decode(), set(json.loads(modules.read_text()))
+    first = set(json.loads(at_connect.read_text())) if at_connect.exists() else set()
+    return out.decode(), set(json.loads(modules.read_text())), first
 
 
 def loaded(modules: set[str], *packages: str) -> list[str]:
@@ -77,17 +96,25 @@ async def test_run_on_a_sqlite_journal_without_a_terminal_loads_no_driver_nor_di
     await seed_many(emu, [MiB])
     config = write_config(tmp_path, emu, job_toml())
     # plan lists and compares, and needs nothing of the runner's.
-    out, modules = await probed(tmp_path, "plan", "-c", str(config), "--job", JOB)
+    out, modules, first = await probed_at_first_request(
+        tmp_path, "plan", "-c", str(config), "--job", JOB
+    )
     assert f"{len(TARGETS)} to copy" in out, out
     assert "transfer.engine.planning" in modules
+    assert [m for m in first if m.startswith(("transfer.engine", "transfer.journal"))] == []
     assert loaded(modules, "aiofiles", *HEAVY) == []
     assert "transfer.engine.runner" not in modules and "transfer.engine.spool" not in modules
 
-    out, modules = await probed(tmp_path, "run", "-c", str(config), "--job", JOB)
+    out, modules, first = await probed_at_first_request(
+        tmp_path, "run", "-c", str(config), "--job", JOB
+    )
 
     assert f"job {JOB}: {len(TARGETS)} copied," in out, out
     assert "transfer.engine.runner" in modules and "sqlite3" in modules  # the probe sees it all
     assert loaded(modules, *HEAVY) == []
+    # The token request goes out first; the engine and the journal load while it is in flight.
+    assert "transfer.cloud.auth" in first
+    assert [m for m in first if m.startswith(("transfer.engine", "transfer.journal"))] == []
     # status, next, reads the journal the run wrote, and needs no HTTP client to do it.
     out, modules = await probed(tmp_path, "status", "-c", str(config))
     assert f"job {JOB}: {len(TARGETS)} done" in out, out

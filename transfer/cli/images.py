@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import json
 import os
@@ -106,14 +107,25 @@ def _add_auth_options(parser: argparse.ArgumentParser, *, nested: bool) -> None:
     )
 
 
+@functools.cache
+def _nested_options(json_output: bool) -> argparse.ArgumentParser:
+    """``--json`` (when asked for) and the authentication options every subcommand repeats,
+    built once and shared as a parent: ``add_argument`` costs tens of microseconds (it formats
+    each option to check it), and the subcommands would repeat it some 300 times per start."""
+    parent = argparse.ArgumentParser(add_help=False)
+    if json_output:
+        parent.add_argument("--json", action="store_true", help="print JSON for scripts")
+    _add_auth_options(parent, nested=True)
+    return parent
+
+
 def _leaf(
     sub: Any, name: str, action: Action, help_text: str, *, json_output: bool = True
 ) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help_text, description=help_text, parents=[_nested_options(json_output)]
+    )
     parser.set_defaults(images_action=action)
-    if json_output:
-        parser.add_argument("--json", action="store_true", help="print JSON for scripts")
-    _add_auth_options(parser, nested=True)
     return parser
 
 
@@ -205,8 +217,9 @@ def _add_changes(sub: Any) -> None:
 
 
 def _add_members(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
-    members = sub.add_parser("members", help="share images with other tenants")
-    _add_auth_options(members, nested=True)
+    members = sub.add_parser(
+        "members", help="share images with other tenants", parents=[_nested_options(False)]
+    )
     msub = members.add_subparsers(
         dest="members_command", metavar="SUBCOMMAND", parser_class=parser_class
     )

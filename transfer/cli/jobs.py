@@ -1,44 +1,35 @@
 """The ``run`` command: run jobs, or resume them where they stopped (parse, call, exit code).
 
 ``plan`` and ``verify`` (``transfer.cli.plan``) need the planner but not the runner; ``status``
-(``transfer.cli.status``) reads only the journal: each command imports what it uses."""
+(``transfer.cli.status``) reads only the journal: each command imports what it uses.  ``run``
+sends the first job's token requests as soon as the config is read, and imports the engine, the
+journal and the display (``transfer.cli.running``) and opens the journal while they are in
+flight."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import json
 import signal
 import sys
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from transfer.bandwidth import parse_bwlimit
-from transfer.cli.display import show_progress
+from transfer.cli.inflight import start_then_import
 from transfer.cli.main import ExitCode
-from transfer.cli.metrics import write_metrics
 from transfer.cli.options import Command, common_arguments, load_jobs
-from transfer.cli.report import (
-    format_plan_summary,
-    format_prune,
-    format_summary,
-    run_report,
-)
 from transfer.cloud.sessions import Clouds, open_clouds
 from transfer.config.loader import parse_duration
 from transfer.config.settings import Config, HttpSettings, JobConfig, LeaseSettings
-from transfer.engine.planning import plan_for_run
-from transfer.engine.prune import PruneResult, prune
-from transfer.engine.results import Progress
-from transfer.engine.runner import JobRun, run_job
-from transfer.engine.schedule import default_worker_id
-from transfer.errors import ConfigError, TooManyDeletions
-from transfer.journal import Journal, open_journal
-from transfer.journal.lock import job_lock
+from transfer.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transfer.cli.running import Outcome
 
 # -- run -----------------------------------------------------------------------------------
 
@@ -126,15 +117,6 @@ def _job_overrides(job: JobConfig, args: argparse.Namespace) -> JobConfig:
     return dataclasses.replace(job, **changes) if changes else job  # type: ignore[arg-type]
 
 
-@dataclass
-class _Outcome:
-    """One job of a ``run``: how it ran, and what its prune did."""
-
-    run: JobRun | None = None
-    pruned: PruneResult | None = None
-    error: str | None = None  # the prune was refused
-
-
 def _lease_terms(config: Config, args: argparse.Namespace) -> LeaseSettings:
     """The journal's lease settings with the command line's on top, checked together."""
     terms = config.journal.lease
@@ -168,131 +150,56 @@ def _run_run(args: argparse.Namespace) -> int:
     jobs = [_job_overrides(job, args) for job in jobs]
     terms = _lease_terms(config, args)
     config = dataclasses.replace(config, journal=dataclasses.replace(config.journal, lease=terms))
-    outcomes: list[_Outcome] = []
+    outcomes: list[Outcome] = []
+    imported = False  # transfer.cli.running, the engine side
 
     async def main() -> None:
+        nonlocal imported
         stop = anyio.Event()
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, stop, tg.cancel_scope)
             try:
-                async with open_journal(config.journal) as journal:
-                    for job in jobs:
-                        if stop.is_set():
-                            break
-                        settings = HttpSettings(requests_per_second=job.request_rate)
-                        # A shared journal coordinates its workers itself (leases); a local one
-                        # allows one run per job, which the lock file enforces.
-                        lock = (
-                            contextlib.nullcontext()
-                            if journal.work_queue is not None
-                            else job_lock(config.journal.path, job.name)
-                        )
-                        with lock:
-                            async with open_clouds(config, settings) as clouds:
-                                outcomes.append(
-                                    await _run_one(config, job, journal, clouds, args, stop, terms)
-                                )
+                async with AsyncExitStack() as first:
+                    early = await first.enter_async_context(open_clouds(config, _http(jobs[0])))
+                    await start_then_import(early, jobs[:1], "transfer.cli.running")
+                    imported = True
+                    from transfer.cli.running import run_jobs
+
+                    def clouds_for(n: int, job: JobConfig) -> AbstractAsyncContextManager[Clouds]:
+                        if n == 0:
+                            return _opened(early, first)
+                        return open_clouds(config, _http(job))
+
+                    await run_jobs(config, jobs, clouds_for, args, stop, terms, outcomes)
             finally:
                 tg.cancel_scope.cancel()
 
     try:
         anyio.run(main)
     finally:
-        runs = [(o, o.run) for o in outcomes if o.run is not None]
-        if args.report and runs:
-            report = [
-                run_report(r.summary, deadline=r.deadline, pruned=o.pruned, error=o.error)
-                for o, r in runs
-            ]
-            _write_atomic(
-                args.report, json.dumps(report[0] if len(report) == 1 else report, indent=2) + "\n"
-            )
-        if args.metrics_file and runs:
-            write_metrics(args.metrics_file, [r.summary for _, r in runs])
-    return _exit_code(outcomes, len(jobs))
+        if imported:
+            from transfer.cli.running import write_outputs
 
-
-def _exit_code(outcomes: list[_Outcome], jobs: int) -> int:
-    runs = [o.run for o in outcomes if o.run is not None]
-    if any(r.deadline for r in runs):
-        return ExitCode.DEADLINE
-    if any(r.summary.interrupted for r in runs) or len(outcomes) < jobs:
+            write_outputs(args, outcomes)
+    if not imported:  # stopped before anything ran
         return ExitCode.INTERRUPTED
-    failed = [item for r in runs for item in r.summary.failed]
-    refused = any(o.error for o in outcomes)
-    if any(r.summary.failed_elsewhere for r in runs):
-        return ExitCode.PARTIAL  # the job as a whole has failed images, in other workers' hands
-    if failed or refused:
-        if failed and all(item.retryable for item in failed) and not refused:
-            return ExitCode.RETRYABLE
-        return ExitCode.PARTIAL
-    return ExitCode.OK
+    from transfer.cli.running import exit_code
+
+    return exit_code(outcomes, len(jobs))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+def _http(job: JobConfig) -> HttpSettings:
+    return HttpSettings(requests_per_second=job.request_rate)
 
 
-async def _run_one(
-    config: Config,
-    job: JobConfig,
-    journal: Journal,
-    clouds: Clouds,
-    args: argparse.Namespace,
-    stop: anyio.Event,
-    terms: LeaseSettings,
-) -> _Outcome:
-    outcome = _Outcome()
-    if args.restart:
-        await journal.reset_job(job.name)
-    worker = args.worker_id or default_worker_id()
-    plan, ticket = await plan_for_run(config, job, clouds, journal, worker, terms=terms)
-    print(f"job {job.name}: {format_plan_summary(plan.items)}", file=sys.stderr)
-    progress = Progress()
-
-    def deadline() -> None:
-        print(
-            f"\nimage-transfer: job {job.name}: max duration reached: finishing the images in "
-            "flight, starting no new one",
-            file=sys.stderr,
-        )
-
-    async with anyio.create_task_group() as tg:
-        if not args.no_progress:
-            tg.start_soon(show_progress, progress)
-        ran = outcome.run = await run_job(
-            plan,
-            journal=journal,
-            stop=stop,
-            worker=worker,
-            progress=progress,
-            clean_spool=args.clean,
-            ticket=ticket,
-            terms=terms,
-            on_deadline=deadline,
-        )
-        tg.cancel_scope.cancel()
-    summary = ran.summary
-    if sys.stderr.isatty() and not args.no_progress:
-        print(file=sys.stderr)
-    print(format_summary(summary))
-    if ran.deadline:
-        print(
-            f"job {job.name}: deadline reached; {summary.not_started} images left for the next run"
-        )
-    if job.prune and not summary.interrupted:
-        try:
-            outcome.pruned = await prune(
-                plan.items, plan.targets, job=job.name, max_delete=job.max_delete
-            )
-        except TooManyDeletions as exc:
-            outcome.error = str(exc)
-            print(f"image-transfer: error: {exc}", file=sys.stderr)
-        else:
-            print(format_prune(outcome.pruned))
-    return outcome
+@asynccontextmanager
+async def _opened(clouds: Clouds, stack: AsyncExitStack) -> AsyncIterator[Clouds]:
+    """Clouds opened already (with their token requests under way), closed by ``stack`` when
+    the job that uses them is done."""
+    try:
+        yield clouds
+    finally:
+        await stack.aclose()
 
 
 async def _watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:

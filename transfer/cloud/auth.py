@@ -101,6 +101,7 @@ class KeystoneAuth:
         self._keystone = _keystone(version, credentials.identity_url) if version else None
         self._lock = asyncio.Lock()
         self._current: IssuedToken | None = None
+        self._early: asyncio.Task[IssuedToken] | None = None
         transport.register_secret(secret.reveal())
 
     @property
@@ -108,8 +109,29 @@ class KeystoneAuth:
         """The Keystone version in use (None until an identity root has been asked)."""
         return self._keystone.version if self._keystone is not None else None
 
+    def prefetch(self) -> None:
+        """Ask for the token now, ahead of its first use: the request goes out while the caller
+        does other work, and the first ``issued()`` takes its outcome, the token or the error
+        (one request either way)."""
+        if self._early is None and self._current is None:
+            self._early = asyncio.get_running_loop().create_task(self._issued())
+
+    def close(self) -> None:
+        """Cancel a prefetch nobody took (its outcome is dropped with it)."""
+        early, self._early = self._early, None
+        if early is not None and not early.done():
+            early.cancel()
+        elif early is not None and not early.cancelled():
+            early.exception()  # retrieved: an unused failure is no "never retrieved" warning
+
     async def issued(self) -> IssuedToken:
         """The current token, issued first if there is none or it is about to expire."""
+        early, self._early = self._early, None
+        if early is not None:
+            return await early
+        return await self._issued()
+
+    async def _issued(self) -> IssuedToken:
         current = self._current
         if current is not None and current.fresh():
             return current

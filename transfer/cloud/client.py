@@ -321,7 +321,7 @@ class ImageClient:
         """Create an image record (status ``queued``); see the class docstring on duplicates."""
         chosen_id = fields.get("id")
         tries = Tries()
-        mode = Retry.SAFE if isinstance(chosen_id, str) and chosen_id else Retry.UNSENT
+        mode = Retry.SAFE if isinstance(chosen_id, str) and chosen_id else Retry.ONCE
         try:
             data = await self._json_call(
                 "POST",

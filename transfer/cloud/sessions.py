@@ -4,17 +4,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import anyio
 
 from transfer.cloud.auth import KeystoneAuth, StaticTokenAuth, strip_version, tls_context
-from transfer.cloud.client import ImageClient
 from transfer.cloud.transport import HttpTransport
 from transfer.config.settings import Config, Credentials, HttpSettings
 from transfer.errors import CatalogError, ConfigError
+
+if TYPE_CHECKING:
+    from transfer.cloud.client import ImageClient
 
 
 class CloudSession:
@@ -62,7 +64,15 @@ class CloudSession:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if isinstance(self._auth, KeystoneAuth):
+            self._auth.close()
         await self._transport.close()
+
+    def prefetch_token(self) -> None:
+        """Send the token request now (identity auth; nothing for a pre-issued token), so that
+        it is in flight while the caller imports or opens what it needs next."""
+        if isinstance(self._auth, KeystoneAuth):
+            self._auth.prefetch()
 
     @property
     def identity_version(self) -> str | None:
@@ -111,6 +121,10 @@ class CloudSession:
         tenant = self.credentials.tenant_id
         if isinstance(self._auth, KeystoneAuth):
             tenant = (await self._auth.issued()).tenant_id
+        # Imported at the first image client, not with the sessions: a ``run`` sends its token
+        # requests first and imports the rest while they are in flight.
+        from transfer.cloud.client import ImageClient
+
         client = ImageClient(
             self._transport, self._auth, region=key, endpoint=endpoint, tenant_id=tenant
         )
@@ -137,6 +151,11 @@ class Clouds:
 
     async def client(self, name: str, region: str) -> ImageClient:
         return await (await self.session(name)).image_client(region)
+
+    async def prefetch_tokens(self, names: Iterable[str]) -> None:
+        """Start the token requests of these clouds' sessions (see ``prefetch_token``)."""
+        for name in dict.fromkeys(names):
+            (await self.session(name)).prefetch_token()
 
 
 @asynccontextmanager

@@ -16,9 +16,9 @@ latter.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import enum
-import html
 import json
 import re
 import ssl
@@ -98,6 +98,13 @@ class Retry(enum.Enum):
 
     SAFE = "safe"  # the call is idempotent: any retryable error
     UNSENT = "unsent"  # only failures where the server cannot have acted on the request
+    #: As UNSENT, on a connection of its own: for a call whose repeat could make a second
+    #: resource (a create without a chosen id), which a pooled connection the server closed
+    #: while idle could fail after sending.  An upload needs no such care (Glance takes one
+    #: image's bytes once; an upload that failed half-way is found out by the image's next
+    #: attempt), so it reuses a pooled connection: over a real link a new one costs the TCP
+    #: and TLS handshakes, two round trips per image.
+    ONCE = "once"
 
 
 @dataclass
@@ -180,6 +187,8 @@ def _server_message(body: bytes, status: int, reason: str | None) -> str:
 
 def _plain(text: str, status: int, reason: str | None) -> str:
     """``text`` without markup, entities or leading repeats of the status line."""
+    import html  # an error page's entities only: html.entities is a large table to load
+
     text = html.unescape(re.sub(r"<[^>]*>", " ", text))
     status_line = re.compile(rf"^\s*{status}\s+{re.escape(reason or '')}\s*")
     while (shorter := status_line.sub("", text, count=1)) != text:
@@ -272,9 +281,9 @@ class HttpTransport:
             "auto_decompress": False,
         }
         self._session = aiohttp.ClientSession(connector=connector, **common)
-        # Requests that may not be repeated once sent (a create without a chosen id) go on a
-        # connection of their own: a pooled one the server closed while idle would fail them
-        # after sending, and nothing could tell whether the server acted on it.
+        # Requests that may not be repeated once sent (``Retry.ONCE``: a create without a
+        # chosen id) go on a connection of their own: a pooled one the server closed while
+        # idle would fail them after sending, and nothing could tell whether the server acted.
         self._fresh = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(force_close=True, ssl=self._ssl), **common
         )
@@ -332,10 +341,13 @@ class HttpTransport:
             budget = guard.admit(method, url, streamed=not replayable) if guard else None
             started = time.monotonic()
             error: TransferError
+            # No scope without a budget: a scope costs a little on every request, and the first
+            # one would import anyio's event loop backend (``images`` runs on asyncio alone).
+            limit = anyio.fail_after(budget) if budget is not None else contextlib.nullcontext()
             try:
-                with anyio.fail_after(budget):
+                with limit:
                     reply = await self._attempt(
-                        method, url, token, params, headers, body, ok, stream, mode is Retry.UNSENT
+                        method, url, token, params, headers, body, ok, stream, mode is Retry.ONCE
                     )
             except TimeoutError:
                 error = RequestTimeout(
@@ -408,30 +420,30 @@ class HttpTransport:
         except NETWORK_ERRORS as exc:
             raise translate(exc, where, url) from exc
         keep_open = False
-        refused = False
+        answered = False
         # Reading an error body hands the connection back to the pool: keep a hold on it.
         connection = response.connection
         transport = connection.transport if connection is not None else None
         try:
             if response.status not in ok:
-                refused = True
                 raise await self._status_error(response, where)
             if stream:
                 keep_open = True
                 return Reply(response.status, response.headers, b"", response)
             content = await response.read()
+            answered = True
             return Reply(response.status, response.headers, content)
         except NETWORK_ERRORS as exc:
             raise translate(exc, where, url) from exc
         finally:
             if keep_open:
                 pass
-            elif (refused and data is not None) or not isinstance(data, bytes | None):
+            elif data is not None and not answered:
                 # A server that refuses a request before reading its body (Glance under
                 # gunicorn does, for an upload it will not take) closes the connection after
-                # its answer even when it says keep-alive; after a streamed upload the same
-                # can happen.  Never hand such a connection back to the pool (an upload is
-                # big: one new connection per upload costs nothing that shows).
+                # its answer even when it says keep-alive, and a body cut off half-way leaves
+                # it unusable: never hand such a connection back to the pool.  One whose
+                # body was taken and answered goes back (the next image's calls reuse it).
                 response.close()
                 if transport is not None:
                     transport.close()  # the pool drops a closed connection instead of reusing it

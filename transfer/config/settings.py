@@ -5,7 +5,6 @@ and the ``Secret`` wrapper that keeps passwords and tokens out of every message,
 
 from __future__ import annotations
 
-import difflib
 import enum
 import fnmatch
 import math
@@ -475,5 +474,7 @@ class HttpSettings:
 
 
 def suggestion(key: str, known: Collection[str]) -> str:
+    import difflib  # only for a key that is misspelt
+
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -87,6 +87,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--latency-routes", metavar="ROUTES", help="comma-separated routes the latency applies to"
     )
     faults.add_argument(
+        "--connect-latency",
+        metavar="SECONDS",
+        help="added to each new connection's first request (a TCP and TLS handshake)",
+    )
+    faults.add_argument(
         "--bandwidth", metavar="BYTES/S", help="per connection cap; suffixes k, m, g (x1024)"
     )
     faults.add_argument(
@@ -160,7 +165,7 @@ def _faults(args: argparse.Namespace) -> Faults:
         changes["error_statuses"] = tuple(
             _number("--error-statuses", s.strip(), int) for s in args.error_statuses.split(",")
         )
-    floats = ("retry_after", "latency", "latency_jitter")
+    floats = ("retry_after", "latency", "latency_jitter", "connect_latency")
     ints = ("errors_remaining", "drops_remaining", "corrupt_downloads")
     sizes = ("drop_download_after", "drop_upload_after", "bandwidth")
     for name in floats + ints + sizes:

@@ -48,6 +48,9 @@ class Faults:
     latency: float = 0.0  # seconds added to every request
     latency_jitter: float = 0.0  # up to this many seconds more, uniformly
     latency_routes: frozenset[str] | None = None  # None = every route in ROUTES
+    #: Seconds added to the first request of each new connection: what a TCP and TLS
+    #: handshake costs over a real link (two round trips), which a reused connection saves.
+    connect_latency: float = 0.0
     bandwidth: int | None = None  # bytes/s per connection, both directions
     corrupt_downloads: int = 0  # flip one byte in the body of this many next downloads
 
@@ -81,6 +84,7 @@ class Faults:
         _check_opt_int("drops_remaining", self.drops_remaining)
         _check_float("latency", self.latency, low=0.0)
         _check_float("latency_jitter", self.latency_jitter, low=0.0)
+        _check_float("connect_latency", self.connect_latency, low=0.0)
         _check_opt_int("bandwidth", self.bandwidth, low=1)
         _check_int("corrupt_downloads", self.corrupt_downloads, low=0)
 
@@ -97,9 +101,7 @@ class Faults:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: getattr(self, name) for name in field_names()}
         out["error_routes"] = None if self.error_routes is None else sorted(self.error_routes)
-        out["latency_routes"] = (
-            None if self.latency_routes is None else sorted(self.latency_routes)
-        )
+        out["latency_routes"] = None if self.latency_routes is None else sorted(self.latency_routes)
         out["error_statuses"] = list(self.error_statuses)
         return out
 

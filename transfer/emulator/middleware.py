@@ -7,6 +7,7 @@ negotiated on ``Accept``, or Keystone's JSON).
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,18 +30,21 @@ class Counters:
         self.requests: Counter[str] = Counter()
         self.bytes_served = 0
         self.bytes_received = 0
+        self.connections = 0  # connections that brought a request (each one a handshake)
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "requests": dict(sorted(self.requests.items())),
             "bytes_served": self.bytes_served,
             "bytes_received": self.bytes_received,
+            "connections": self.connections,
         }
 
     def reset(self) -> None:
         self.requests.clear()
         self.bytes_served = 0
         self.bytes_received = 0
+        self.connections = 0
 
 
 class RouteTable:
@@ -70,8 +74,18 @@ def request_middleware(
     ``authenticate`` (an Image API region): Glance's version negotiation first, and the token
     check before an unknown route's 404 or a wrong method's 405."""
 
+    seen: weakref.WeakSet[Any] = weakref.WeakSet()  # the connections that brought a request
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        transport = request.transport
+        if transport is not None and transport not in seen:
+            # A new connection: over a real link it cost a handshake before this request.
+            seen.add(transport)
+            counters.connections += 1
+            handshake = injector.faults.connect_latency if injector is not None else 0.0
+            if handshake > 0:
+                await asyncio.sleep(handshake)
         accept = request.headers.get("Accept")
         if authenticate is not None:
             segment = first_segment(request.path)

@@ -312,12 +312,17 @@ class Pipeline:
         while True:
             try:
                 if data_needed:
-                    await lanes.data()
                     for step, then in DATA_CHAIN:
-                        # Once the bytes are proven the slot takes the next image's at once:
-                        # the verify's end is journaled, and the metadata steps run, outside.
-                        leave = lanes.metadata if step is Step.VERIFY else None
-                        await self._step(st, step, then, before_end=leave)
+                        # Only the upload holds a transfer slot; the create and the GET that
+                        # verifies move no bytes, and run among the checkers.
+                        uploading = step is Step.UPLOAD
+                        await self._step(
+                            st,
+                            step,
+                            then,
+                            before_run=lanes.data if uploading else lanes.metadata,
+                            before_end=lanes.metadata if uploading else None,
+                        )
                 else:
                     await lanes.metadata()
                     st.created = st.fresh = False
@@ -343,16 +348,20 @@ class Pipeline:
         step: Step,
         then: Step | None,
         *,
+        before_run: Callable[[], Awaitable[None]] | None = None,
         before_end: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """One step, its start and its end journaled (a failure's reason with it); on success
         its end and the start of the step ``then`` in one transaction (or, for the last step,
-        its end and the entry's ``done``), with any fields pending; ``before_end`` is awaited
-        between a success and the journaling of it."""
+        its end and the entry's ``done``), with any fields pending.  ``before_run`` is awaited
+        once its start is journaled (the lane it runs in), ``before_end`` between a success
+        and the journaling of it."""
         where = (self.job.name, st.source.id, st.target.key, step, self.run_id)
         if st.started != step:
             await self.journal.step_started(*where, fence=st.fence, fields=_take(st) or None)
         st.started = None
+        if before_run is not None:
+            await before_run()
         try:
             detail = await self.steps.of(step)(st)
         except (LeaseLost, JournalError):

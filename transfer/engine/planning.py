@@ -73,61 +73,71 @@ async def _gather(
             tg.start_soon(one, func)
 
 
+@dataclass
+class _Listings:
+    """What planning lists: the source (and its shared images' members), every target."""
+
+    sources: list[Image] = field(default_factory=list)
+    source_members: dict[str, frozenset[str]] = field(default_factory=dict)
+    targets: dict[str, Target] = field(default_factory=dict)
+    images: dict[str, list[Image]] = field(default_factory=dict)  # by target key
+
+    async def list_all(
+        self, clouds: Clouds, job: JobConfig, source: ImageClient, checkers: anyio.CapacityLimiter
+    ) -> None:
+        """Every side at once: the plan waits for the slowest listing, not their sum."""
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._list_source, job, source, checkers)
+                for endpoint in job.targets:
+                    tg.start_soon(self._list_target, clouds, endpoint)
+        except BaseExceptionGroup as group:
+            raise only_error(group) from None
+        self.targets = {e.key: self.targets[e.key] for e in job.targets}  # the config's order
+
+    async def _list_source(
+        self, job: JobConfig, client: ImageClient, checkers: anyio.CapacityLimiter
+    ) -> None:
+        filters = cast(dict[str, Any], job.select.api_filters())
+        self.sources += [i async for i in client.list_images(**filters) if job.select.matches(i)]
+        log.info("listed source", job=job.name, images=len(self.sources))
+        if not job.copy.members:
+            return
+
+        def lister(image: Image) -> Callable[[], Awaitable[None]]:
+            async def list_members() -> None:
+                members: list[Member] = await client.list_members(image.id)
+                self.source_members[image.id] = frozenset(m.member_id for m in members)
+
+            return list_members
+
+        await _gather(checkers, [lister(i) for i in self.sources if i.visibility == "shared"])
+
+    async def _list_target(self, clouds: Clouds, endpoint: Endpoint) -> None:
+        session = await clouds.session(endpoint.cloud)
+        client = await session.image_client(endpoint.region)
+        tenant_id = await session.tenant_id()
+        self.images[endpoint.key] = [i async for i in client.list_images(owner=tenant_id)]
+        self.targets[endpoint.key] = Target(
+            key=endpoint.key, region=endpoint.region, client=client, tenant_id=tenant_id
+        )
+
+
 async def build_plan(config: Config, job: JobConfig, clouds: Clouds, journal: Journal) -> JobPlan:
     """List both sides, read the journal and plan every (source, target) pair."""
     checkers = anyio.CapacityLimiter(job.checkers)
     source_client = await clouds.client(job.source.cloud, job.source.region)
-    filters = job.select.api_filters()
-    sources: list[Image] = []
-    source_members: dict[str, frozenset[str]] = {}
-    targets: dict[str, Target] = {}
-    listings: dict[str, list[Image]] = {}
-
-    def lister(image: Image) -> Callable[[], Awaitable[None]]:
-        async def list_members() -> None:
-            members: list[Member] = await source_client.list_members(image.id)
-            source_members[image.id] = frozenset(m.member_id for m in members)
-
-        return list_members
-
-    async def list_source() -> None:
-        sources.extend(
-            [
-                image
-                async for image in source_client.list_images(**cast(dict[str, Any], filters))
-                if job.select.matches(image)
-            ]
-        )
-        log.info("listed source", job=job.name, images=len(sources))
-        if job.copy.members:
-            await _gather(checkers, [lister(i) for i in sources if i.visibility == "shared"])
-
-    async def list_target(endpoint: Endpoint) -> None:
-        session = await clouds.session(endpoint.cloud)
-        client = await session.image_client(endpoint.region)
-        tenant_id = await session.tenant_id()
-        listings[endpoint.key] = [image async for image in client.list_images(owner=tenant_id)]
-        targets[endpoint.key] = Target(
-            key=endpoint.key, region=endpoint.region, client=client, tenant_id=tenant_id
-        )
-
-    # Every side is listed at once: the plan waits for the slowest listing, not their sum.
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(list_source)
-            for endpoint in job.targets:
-                tg.start_soon(list_target, endpoint)
-    except BaseExceptionGroup as group:
-        raise only_error(group) from None
-    targets = {e.key: targets[e.key] for e in job.targets}  # in the config's order
+    listed = _Listings()
+    await listed.list_all(clouds, job, source_client, checkers)
+    sources, targets = listed.sources, listed.targets
 
     entries = await journal.entries(job.name)
     items = plan_job(
         job,
         sources=sources,
-        targets=listings,
+        targets=listed.images,
         journal=entries,
-        source_members=source_members,
+        source_members=listed.source_members,
         target_tenants={key: t.tenant_id for key, t in targets.items()},
     )
     desired: dict[tuple[str, str], DesiredTarget] = {}

@@ -6,9 +6,11 @@ source's body, the upload needs both.  Sent one after the other they cost two ro
 before the first byte moves; ``Prefetcher`` opens a consumer's ``Body`` (a download, a seat on
 a shared one, a spool being filled) as soon as its create starts, in a task of its own that
 holds the body's context open until the upload has read it (or the attempt ended without
-reading it: the body is then closed unread, a half-read download's connection dropped).  Over
-a link of 30 ms a copy thus costs three round trips (create, upload, the GET that verifies)
-instead of four.
+reading it: the body is then closed unread, a half-read download's connection dropped).  A copy
+thus waits for the create, the upload and the GET that verifies, not for the download's answer
+too.  (Sending the upload's request before the download's answer is not done: the upload's
+body would then be opened inside the HTTP client's writer, which leaves a failed body unclosed,
+and a shared download would wait for it.)
 
 It wraps any ``Feed`` and is one: ``open`` hands over the prefetched body, or opens one as the
 wrapped feed does; ``release`` abandons a body never opened by its consumer.

@@ -87,18 +87,7 @@ async def run_plan(
     progress.bytes_total = sum(
         (i.source.size or 0) for i in work if i.source and i.code is not Code.UPDATE
     )
-    scheduler: LocalScheduler | ClaimingScheduler
-    if ticket is None:
-        scheduler = LocalScheduler(runner, work, transfers=job.transfers, checkers=job.checkers)
-    else:
-        scheduler = ClaimingScheduler(
-            runner,
-            plan.items,
-            journal=journal,
-            ticket=ticket,
-            worker=worker,
-            terms=terms or LeaseSettings(),
-        )
+    scheduler = _scheduler(runner, work, journal=journal, ticket=ticket, worker=worker, terms=terms)
     await scheduler.run()
 
     # Keep the spools of images a target still needs (failed, or not started after a stop).
@@ -120,6 +109,29 @@ async def run_plan(
     )
     await journal.finish_run(run_id, summary.outcome, summary.journal_summary())
     return summary
+
+
+def _scheduler(
+    runner: ItemRunner,
+    work: list[PlanItem],
+    *,
+    journal: Journal,
+    ticket: PlanTicket | None,
+    worker: str,
+    terms: LeaseSettings | None,
+) -> LocalScheduler | ClaimingScheduler:
+    """This host's scheduler of the work, or (with a ``ticket``) a claimer of the shared plan."""
+    job = runner.plan.job
+    if ticket is None:
+        return LocalScheduler(runner, work, transfers=job.transfers, checkers=job.checkers)
+    return ClaimingScheduler(
+        runner,
+        runner.plan.items,
+        journal=journal,
+        ticket=ticket,
+        worker=worker,
+        terms=terms or LeaseSettings(),
+    )
 
 
 def _item_runner(

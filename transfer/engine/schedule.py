@@ -208,7 +208,8 @@ class LocalScheduler:
     async def _transfer(self, ready: anyio.Event) -> None:
         """The next image, once a slot is free (``ready``: it has one, or there is none)."""
         try:
-            async with self.slots.image() as slot:
+            # Its creates are made while the slots move other images' bytes.
+            async with self.slots.image(ahead=True) as slot:
                 if not self.groups or self.runner.stop.is_set():
                     return
                 group = self.groups.pop(0)

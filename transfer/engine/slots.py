@@ -8,9 +8,13 @@ takes a slot again before the next attempt.  The images under way, waiting ones 
 bounded too (``UNDER_WAY_PER_SLOT`` per slot), so a cloud that fails everything does not open
 every image of the job at once.
 
-A slot moves bytes and nothing else: once a target's bytes are verified, its metadata steps
-(tags, properties, share, accept, protect: requests that move no bytes) run among the job's
-``checkers`` instead (``Lanes``), and the slot takes the next image's bytes at once.
+A slot moves bytes and nothing else (``Lanes``): a target's create, the GET that verifies its
+bytes and its metadata steps (tags, properties, share, accept, protect) are requests that move
+none, so they run among the job's ``checkers``, and a slot is held only for the upload (and the
+download feeding it).  On one host an image takes its slot only when its first target is
+ready to upload (``image(ahead=True)``): meanwhile its creates are made, and at most
+``transfers`` images get ready that way ahead of the slots, so a stop leaves at most that many
+more images in flight.
 """
 
 from __future__ import annotations
@@ -30,13 +34,20 @@ class TransferSlots:
     def __init__(self, transfers: int) -> None:
         self._slots = anyio.Semaphore(transfers)
         self._under_way = anyio.Semaphore(UNDER_WAY_PER_SLOT * transfers)
+        self._ahead = anyio.Semaphore(transfers)  # images getting ready without a slot
 
     @asynccontextmanager
-    async def image(self) -> AsyncIterator[ImageSlot]:
-        """A slot for one more image (waiting until one is free); given back at the end."""
+    async def image(self, *, ahead: bool = False) -> AsyncIterator[ImageSlot]:
+        """One more image under way, with a slot from the start (waiting until one is free),
+        or with ``ahead`` one taken only when a target first needs it (waiting until fewer
+        than ``transfers`` images are getting ready that way); given back at the end."""
         async with self._under_way:
-            await self._slots.acquire()
-            slot = ImageSlot(self._slots)
+            if ahead:
+                await self._ahead.acquire()
+                slot = ImageSlot(self._slots, ahead=self._ahead)
+            else:
+                await self._slots.acquire()
+                slot = ImageSlot(self._slots)
             try:
                 yield slot
             finally:
@@ -46,9 +57,12 @@ class TransferSlots:
 class ImageSlot:
     """One image's hold on a slot: held while any of its targets is inside an attempt."""
 
-    def __init__(self, slots: anyio.Semaphore) -> None:
+    def __init__(self, slots: anyio.Semaphore, *, ahead: anyio.Semaphore | None = None) -> None:
         self._slots = slots
-        self._held = True
+        #: Held from the start, unless the image gets ready ahead (``_ahead`` is then its
+        #: place among those, given back once it first takes a slot).
+        self._held = ahead is None
+        self._ahead = ahead
         self._inside = 0
         self._lock = anyio.Lock()
 
@@ -62,6 +76,7 @@ class ImageSlot:
             if not self._held:
                 await self._slots.acquire()
                 self._held = True
+                self._ready()
             self._inside += 1
 
     def dismiss(self) -> None:
@@ -71,9 +86,16 @@ class ImageSlot:
             self.close()
 
     def close(self) -> None:
+        self._ready()
         if self._held:
             self._held = False
             self._slots.release()
+
+    def _ready(self) -> None:
+        """No longer getting ready ahead (it has a slot, or it is over)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.release()
 
 
 class TargetSlot:
@@ -95,8 +117,8 @@ class TargetSlot:
 
 
 class Lanes:
-    """Where one target's work runs: the data steps in its image's transfer slot (if it has
-    one), the metadata steps holding one of the job's ``checkers``; never both at once."""
+    """Where one target's work runs: its upload in its image's transfer slot (if it has one),
+    every other step holding one of the job's ``checkers``; never both at once."""
 
     def __init__(
         self,
@@ -113,14 +135,14 @@ class Lanes:
     _checking = False
 
     async def data(self) -> None:
-        """Before steps that move bytes: out of the checkers, into the transfer slot."""
+        """Before a step that moves bytes: out of the checkers, into the transfer slot."""
         self._leave_checkers()
         if self._slot is not None:
             await self._slot.enter()
         self._started()
 
     async def metadata(self) -> None:
-        """Before steps that move no bytes: out of the transfer slot, into the checkers."""
+        """Before a step that moves no bytes: out of the transfer slot, into the checkers."""
         if self._slot is not None:
             self._slot.leave()
         if self._checkers is not None and not self._checking:

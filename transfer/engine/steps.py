@@ -207,6 +207,8 @@ class Steps(MetadataSteps):
             await self.discard(st, image, "target bytes differ from the source")
         if image.status != "queued":
             await self.discard(st, image, f"target is {image.status}, cannot take data")
+        # The feed's context is held in this task: an upload that fails leaves it at once, so
+        # a shared download never waits for a consumer that is gone.
         async with st.feed.open(st.target.key) as body:
             chunks: AsyncIterator[bytes] = body.chunks
             if self.bucket is not None:

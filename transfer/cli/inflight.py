@@ -1,0 +1,47 @@
+"""What a job command does while its first requests are in flight.
+
+Python and aiohttp take most of a command's start; the token requests need neither the engine,
+the journal nor the display.  So ``run``, ``plan`` and ``verify`` read the config, send the token
+requests of the clouds their jobs use, and only then import the rest, in a worker thread while
+the event loop sends and receives: over a real link the imports and the journal's opening take
+the place of the round trip's wait instead of adding to it."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+import anyio.lowlevel
+import anyio.to_thread
+
+from transfer.cloud.sessions import Clouds
+from transfer.config.settings import JobConfig
+
+
+def clouds_of(jobs: Sequence[JobConfig]) -> list[str]:
+    """The cloud names ``jobs`` use, sources first, each once."""
+    names = [job.source.cloud for job in jobs]
+    names += [target.cloud for job in jobs for target in job.targets]
+    return list(dict.fromkeys(names))
+
+
+async def start_then_import(clouds: Clouds, jobs: Sequence[JobConfig], *modules: str) -> None:
+    """Send the token requests of the clouds ``jobs`` use (``Clouds.prefetch_tokens``), then
+    import ``modules`` in a worker thread while the event loop carries the requests on.  The
+    modules are in ``sys.modules`` when this returns: a plain ``import`` of them is then free."""
+    await clouds.prefetch_tokens(clouds_of(jobs))
+    await anyio.lowlevel.checkpoint()  # the requests run up to their first wait
+
+    def load() -> None:
+        for module in modules:
+            importlib.import_module(module)
+
+    # A short switch interval while the thread imports: the loop takes its turn at once
+    # whenever a socket is ready, instead of after the default 5 ms.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    try:
+        await anyio.to_thread.run_sync(load)
+    finally:
+        sys.setswitchinterval(interval)
