@@ -2,7 +2,7 @@
 per scenario under ``benchmarks/results/<mode>/`` and print one table.
 
 ``--quick`` is the small version the test suite runs (about a minute); the full run takes
-about half an hour on two cores.  ``--table`` prints the table of the last results without
+about 40 minutes on two cores.  ``--table`` prints the table of the last results without
 running anything.
 """
 
