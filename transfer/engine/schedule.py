@@ -3,9 +3,10 @@
 - ``ItemRunner`` runs items through the pipeline: one metadata item alone, or every target
   of one source image at once, reading the source once for all of them (``FeedChooser``).
   One item's failure never stops the others; a fatal error stops the run.
-- ``LocalScheduler``: this host works the whole plan.  ``transfers`` workers take source
-  groups (the pairs that move bytes), ``checkers`` workers take metadata-only items; a stop
-  lets running items finish and starts no new one.
+- ``LocalScheduler``: this host works the whole plan.  Source groups (the pairs that move
+  bytes) start as transfer slots free up, each getting ready (its creates) ahead of its slot;
+  ``checkers`` workers take metadata-only items; a stop lets running items finish and starts
+  no new one.
 - ``ClaimingScheduler``: a journal shared by several workers.  ``transfers`` workers claim
   items from the published plan (``WorkQueue.claim``), each under a lease that
   ``transfer.engine.leases.LeaseKeeper`` renews; an item is worked on the target identity the
@@ -66,8 +67,8 @@ class ItemRunner:
         stop: anyio.Event,
         leases: LeaseKeeper | None = None,
     ) -> None:
-        #: The metadata steps of every item, a copy's after its bytes or an update's, run
-        #: holding one of the job's checkers (``Lanes``).
+        #: Every step that moves no bytes (a create, the GET that verifies, the metadata
+        #: steps), of copies and updates alike, runs holding one of these (``Lanes``).
         self.checkers = anyio.CapacityLimiter(plan.job.checkers)
         self.plan = plan
         self.pipeline = pipeline
