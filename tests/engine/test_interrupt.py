@@ -39,12 +39,20 @@ BANDWIDTH = 20_000_000
 emu = emulator_fixture(seed=11)
 
 
+def uploads(emu: Emulator) -> int:
+    """Upload requests every region has received so far."""
+    return sum(int(emu.counters(r)["requests"].get("upload", 0)) for r in ("KR1", "KR2"))
+
+
 async def wait_for_upload_bytes(
     emu: Emulator, proc: asyncio.subprocess.Process, since: int, within: float = 20.0
 ) -> None:
-    """Return once the emulator has received upload bytes beyond ``since``."""
+    """Return once ``proc`` is uploading: an upload request came in after this was called
+    (a killed run's leftover body bytes, still read from the socket by the bandwidth-capped
+    emulator, are no sign of the new run), and upload bytes beyond ``since``."""
     deadline = time.monotonic() + within
-    while received(emu) <= since:
+    requests_before = uploads(emu)
+    while uploads(emu) <= requests_before or received(emu) <= since:
         if proc.returncode is not None:
             out, err = await proc.communicate()
             raise AssertionError(f"the run ended first:\n{out.decode()}\n{err.decode()}")
