@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import selectors
 import shutil
 import signal
@@ -129,6 +130,40 @@ class Measured:
         return self
 
 
+class _PeakWatcher(threading.Thread):
+    """Polls a process's ``VmHWM`` (its own high-water mark, reset by ``execve``) until it
+    exits; ``bytes`` is the last one seen after the exec (0: none)."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.interval = interval
+        self.bytes = 0
+        self._forked_from = Path("/proc/self/cmdline").read_bytes() if _HAS_PROC else b""
+        if _HAS_PROC:
+            self.start()
+
+    def run(self) -> None:
+        status, cmdline = Path(f"/proc/{self.pid}/status"), Path(f"/proc/{self.pid}/cmdline")
+        while True:
+            try:
+                if cmdline.read_bytes() != self._forked_from:  # exec'd: its own memory
+                    found = re.search(r"^VmHWM:\s+(\d+) kB", status.read_text(), re.MULTILINE)
+                    if found is None:
+                        return  # exited (a zombie has no memory)
+                    self.bytes = max(self.bytes, int(found.group(1)) * 1024)
+            except OSError:
+                return  # reaped
+            time.sleep(self.interval)
+
+    def join(self, timeout: float | None = None) -> None:
+        if self.is_alive() or self.ident is not None:
+            super().join(timeout)
+
+
+_HAS_PROC = Path("/proc/self/status").exists()
+
+
 def measure(
     cmd: Sequence[str],
     *,
@@ -136,8 +171,12 @@ def measure(
     cwd: Path | None = None,
     timeout: float = 3600.0,
 ) -> Measured:
-    """Run ``cmd`` to its end; time it and read its own peak RSS (``wait4``, not the sum of
-    every child ever reaped)."""
+    """Run ``cmd`` to its end; time it and read its own peak RSS.
+
+    The peak is the process's ``VmHWM`` (``/proc``), polled until it exits, once it has
+    replaced the forked copy of this process (``execve``): ``wait4``'s ``ru_maxrss`` would also
+    hold the resident size that copy inherited from this process, which can be larger than the
+    command itself.  Where ``/proc`` cannot tell, it is ``ru_maxrss``."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         proc = subprocess.Popen(
@@ -150,10 +189,12 @@ def measure(
         )
         killer = threading.Timer(timeout, proc.kill)
         killer.start()
+        peak = _PeakWatcher(proc.pid)
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         finally:
             killer.cancel()
+            peak.join()
         seconds = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -161,7 +202,7 @@ def measure(
         return Measured(
             seconds=seconds,
             returncode=proc.returncode,
-            max_rss_bytes=usage.ru_maxrss * 1024,  # Linux reports KiB
+            max_rss_bytes=peak.bytes or usage.ru_maxrss * 1024,  # Linux reports KiB
             stdout=out.read().decode("utf-8", "replace"),
             stderr=err.read().decode("utf-8", "replace"),
             user_seconds=usage.ru_utime,

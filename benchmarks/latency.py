@@ -22,16 +22,14 @@ from benchmarks.harness import (
     EmulatorProcess,
     JobSpec,
     MiB,
-    SeedImage,
     metric,
     result,
     row,
-    run_async,
-    seed_state,
     workspace,
     write_config,
 )
 from benchmarks.lean_script import (
+    PROBE_NAME,
     Timed,
     bound,
     bytes_seconds,
@@ -42,6 +40,7 @@ from benchmarks.lean_script import (
     region_total,
     run_job,
     run_script,
+    seed_with_probe,
     size_label,
 )
 from benchmarks.small_images import (
@@ -110,7 +109,7 @@ def measure_all(
     glance: Baseline | None,
 ) -> Runs:
     sources = list_sources(cloud, PREFIX)
-    [probe] = list_sources(cloud, "bytes-probe")
+    [probe] = list_sources(cloud, PROBE_NAME)
     expected = expected_copies(sources)
     subset = sources[: params.glance_images]
     jobs = [
@@ -246,12 +245,14 @@ def run(mode: str, repeats: int | None = None) -> dict[str, Any]:
     started = time.monotonic()
     with workspace(SCENARIO) as work:
         state = work / "state"
-        seeds = [
-            SeedImage("KR1", f"{PREFIX}{n:04d}", params.size, fill_seed=3000 + n)
-            for n in range(params.count)
-        ]
-        seeds.append(SeedImage("KR1", "bytes-probe", params.probe_size, fill_seed=2999))
-        run_async(lambda: seed_state(state, seeds))
+        seed_with_probe(
+            state,
+            PREFIX,
+            count=params.count,
+            size=params.size,
+            probe_size=params.probe_size,
+            fill_base=2999,
+        )
         with EmulatorProcess(state, extra_args=["--latency", str(LATENCY)]) as cloud:
             glance, why = pick_glance(cloud, work, mode)
             runs = measure_all(cloud, work, params, repeats, glance)

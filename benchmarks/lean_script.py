@@ -21,8 +21,11 @@ from benchmarks.harness import (
     Cloud,
     EngineRun,
     MiB,
+    SeedImage,
     measure,
+    run_async,
     run_engine,
+    seed_state,
     settle,
     with_client,
 )
@@ -68,6 +71,22 @@ class Timed:
     cpu_seconds: float  # user + system of the command (and the children it waited for)
     requests: Requests
     journal_commits: int = 0  # the engine's report; 0 for the script
+
+
+#: The larger image whose ``curl | curl`` pipe gives the time of one image's bytes.
+PROBE_NAME = "bytes-probe"
+
+
+def seed_with_probe(
+    state: Path, prefix: str, *, count: int, size: int, probe_size: int, fill_base: int
+) -> None:
+    """``count`` images of ``size`` named ``prefix0000``..., and the bytes probe, in KR1."""
+    seeds = [
+        SeedImage("KR1", f"{prefix}{n:04d}", size, fill_seed=fill_base + 1 + n)
+        for n in range(count)
+    ]
+    seeds.append(SeedImage("KR1", PROBE_NAME, probe_size, fill_seed=fill_base))
+    run_async(lambda: seed_state(state, seeds))
 
 
 def reset_counters(cloud: Cloud) -> None:

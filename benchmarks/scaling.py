@@ -22,22 +22,21 @@ from benchmarks.harness import (
     EmulatorProcess,
     JobSpec,
     MiB,
-    SeedImage,
     metric,
     result,
     row,
-    run_async,
-    seed_state,
     workspace,
     write_config,
 )
 from benchmarks.lean_script import (
+    PROBE_NAME,
     bound,
     bytes_seconds,
     expected_copies,
     list_sources,
     run_job,
     run_script,
+    seed_with_probe,
     size_label,
 )
 
@@ -67,7 +66,7 @@ def measure_all(
 ) -> tuple[dict[int, list[float]], list[float], list[float]]:
     """Seconds per engine run by transfers, of the script x4, and t_bytes per repeat."""
     sources = list_sources(cloud, PREFIX)
-    [probe] = list_sources(cloud, "bytes-probe")
+    [probe] = list_sources(cloud, PROBE_NAME)
     expected = expected_copies(sources)
     jobs = [
         JobSpec(name=f"scale-t{t}-{i}", names=[PREFIX + "*"], transfers=t)
@@ -210,12 +209,14 @@ def run(mode: str, repeats: int | None = None) -> dict[str, Any]:
     started = time.monotonic()
     with workspace(SCENARIO) as work:
         state = work / "state"
-        seeds = [
-            SeedImage("KR1", f"{PREFIX}{n:04d}", params.size, fill_seed=5000 + n)
-            for n in range(params.count)
-        ]
-        seeds.append(SeedImage("KR1", "bytes-probe", params.probe_size, fill_seed=4999))
-        run_async(lambda: seed_state(state, seeds))
+        seed_with_probe(
+            state,
+            PREFIX,
+            count=params.count,
+            size=params.size,
+            probe_size=params.probe_size,
+            fill_base=4999,
+        )
         with EmulatorProcess(state, extra_args=["--latency", str(LATENCY)]) as cloud:
             engine_s, script_s, t_bytes = measure_all(cloud, work, params, repeats)
     count = params.count
