@@ -325,15 +325,21 @@ class Moment:
         return f"{what} +{self.delay:.2f}s"
 
 
-def kill_moment(rng: random.Random, bytes_left: int, kills_left: int) -> Moment:
+def kill_moment(
+    rng: random.Random, bytes_left: int, kills_left: int, bytes_total: int = 0
+) -> Moment:
     """Half the time a share of the upload bytes still to come, small enough that the job
     cannot finish before the kills it still owes; otherwise a few changing calls (creates,
-    patches, members: a kill among the metadata steps).  Either way some progress first."""
-    delay = rng.uniform(0.0, 0.3)
+    patches, members: a kill among the metadata steps).  Either way some progress first.
+
+    The delay and the number of calls shrink with the share of the job still to do: the
+    engine finishes the last few small images within a dozen calls or a third of a second."""
+    left = min(1.0, max(bytes_left, 0) / bytes_total) if bytes_total > 0 else 1.0
+    delay = rng.uniform(0.0, 0.3) * left
     if rng.random() < 0.5:
         share = max(bytes_left, 256 * KiB) / (kills_left + 1)
         return Moment(upload_bytes=max(int(rng.uniform(0.05, 0.9) * share), 16 * KiB), delay=delay)
-    return Moment(mutations=rng.randint(1, 12), delay=delay)
+    return Moment(mutations=rng.randint(1, max(1, round(12 * left / kills_left))), delay=delay)
 
 
 async def engine_run(
@@ -477,7 +483,7 @@ async def chaos(
     while result.kills < settings.kills and attempts < settings.kills * 3:
         attempts += 1
         left = upload_total - Progress.of(running).upload_bytes
-        moment = kill_moment(rng, left, settings.kills - result.kills)
+        moment = kill_moment(rng, left, settings.kills - result.kills, upload_total)
         run = Run(f"kill {attempts}")
         await engine_run(cloud, config, run, running, moment, settings.run_seconds)
         result.runs.append(run)
