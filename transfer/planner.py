@@ -142,32 +142,64 @@ def plan_job(
     ``target_tenants``: target key -> the tenant that owns the copies (never made a member).
     Sources that cannot be copied yet are left out (see ``skipped_sources``).
     """
-    plannable = sorted(
-        (s for s in sources if skip_reason(s) is None), key=lambda s: (s.name or "", s.id)
-    )
-    unplannable = {s.id for s in sources} - {s.id for s in plannable}
-    items: list[PlanItem] = []
-    for endpoint in job.targets:
-        key = endpoint.key
-        if key not in targets:
-            raise ValueError(f"no listing for target {key} of job {job.name}")
-        target = _TargetPlan(
-            job,
-            key,
-            plannable=plannable,
-            unplannable=unplannable,
-            journal=journal,
-            source_members=source_members,
-            target_tenant=target_tenants.get(key),
-        )
-        items += target.sort_listing(targets[key])
-        for source in plannable:
-            items += target.plan_source(source)
-    return sorted(items, key=_order)
+    planner = JobPlanner(job, targets=targets, journal=journal, target_tenants=target_tenants)
+    items = planner.plan_sources(sources, source_members)
+    return sorted(items + planner.finish(), key=_order)
+
+
+class JobPlanner:
+    """``plan_job`` a source at a time: the targets' listings and the journal come first, then
+    each source is planned as soon as it is listed (``plan_sources``), and ``finish`` gives the
+    ``-`` items once every source was seen.
+
+    A source's items depend only on the source, the listings and the journal, never on the
+    other sources: planned one page after another they are the items ``plan_job`` gives.
+    """
+
+    def __init__(
+        self,
+        job: JobConfig,
+        *,
+        targets: Mapping[str, Sequence[Image]],
+        journal: Mapping[tuple[str, str], JournalEntry],
+        target_tenants: Mapping[str, str | None] = _NO_TENANTS,
+    ) -> None:
+        missing = [e.key for e in job.targets if e.key not in targets]
+        if missing:
+            raise ValueError(f"no listing for target {missing[0]} of job {job.name}")
+        self.targets = [
+            _TargetPlan(
+                job, e.key, targets[e.key], journal=journal, target_tenant=target_tenants.get(e.key)
+            )
+            for e in job.targets
+        ]
+        self.planned: set[str] = set()  # source ids planned
+        self.unplannable: set[str] = set()  # source ids listed that cannot be planned now
+
+    def plan_sources(
+        self, sources: Iterable[Image], source_members: Mapping[str, Collection[str]] = _NO_MEMBERS
+    ) -> list[PlanItem]:
+        """The items of these sources on every target (a source seen before is skipped)."""
+        items: list[PlanItem] = []
+        for source in sources:
+            if source.id in self.planned or source.id in self.unplannable:
+                continue
+            if skip_reason(source) is not None:
+                self.unplannable.add(source.id)
+                continue
+            self.planned.add(source.id)
+            members = source_members.get(source.id, ())
+            for target in self.targets:
+                items += target.plan_source(source, members)
+        return items
+
+    def finish(self) -> list[PlanItem]:
+        """The ``-`` items: the listed images of this job that no planned source claimed."""
+        return [i for t in self.targets for i in t.extras(self.planned, self.unplannable)]
 
 
 class _TargetPlan:
-    """The plan of one target of a job: whose each listed image is, and what each source needs.
+    """The plan of one target of a job: which listed images are a source's, and what it needs.
 
     A listed image belongs to a source when its id is the deterministic one or the journal's,
     or when this job's markers name the source; images of sources that are gone, superseded
@@ -178,94 +210,82 @@ class _TargetPlan:
         self,
         job: JobConfig,
         key: str,
+        listing: Sequence[Image],
         *,
-        plannable: Sequence[Image],
-        unplannable: Collection[str],
         journal: Mapping[tuple[str, str], JournalEntry],
-        source_members: Mapping[str, Collection[str]],
         target_tenant: str | None,
     ) -> None:
         self.job = job
         self.key = key
         self.region = job.source.region
-        self.by_id = {s.id: s for s in plannable}
-        self.unplannable = unplannable
         self.journal = journal
-        self.source_members = source_members
         self.target_tenant = target_tenant
-        self.expected: dict[str, str] = {}  # target id -> source id
-        for source in plannable:
-            entry = journal.get((source.id, key))
-            self.expected[self._target_id(source, entry.generation if entry else 0)] = source.id
-            if entry is not None and entry.target_id:
-                self.expected[entry.target_id] = source.id
-        self.orphans = {  # journal ids of sources no longer selected: still ours
+        self.live = [t for t in listing if t.status not in GONE_STATUSES]
+        self.by_id = {t.id: t for t in self.live}
+        #: This job's copies from the job's source region, by the source id their marker names.
+        self.by_marker: dict[str, list[Image]] = defaultdict(list)
+        for target in self.live:
+            marker_id = _marker(target, MARKER_SOURCE_ID)
+            if self._marked(target) and marker_id and self._marker_region(target) == self.region:
+                self.by_marker[marker_id].append(target)
+        #: target id -> the source the journal recorded it for (its id wins over a marker).
+        self.journal_ids = {
             entry.target_id: source_id
             for (source_id, entry_key), entry in journal.items()
-            if entry_key == key and source_id not in self.by_id and entry.target_id
+            if entry_key == key and entry.target_id
         }
-        self.found: dict[str, list[Image]] = defaultdict(list)  # source id -> its copies
+        self.claimed: set[str] = set()  # ids of listed images filed under a planned source
+
+    def _marked(self, target: Image) -> bool:
+        return _marker(target, MARKER_JOB) == self.job.name
+
+    def _marker_region(self, target: Image) -> str | None:
+        return _marker(target, MARKER_SOURCE_REGION)
 
     def _target_id(self, source: Image, generation: int) -> str:
         return target_image_id(
             self.job.name, self.region, source.id, source.checksum, self.key, generation
         )
 
-    def sort_listing(self, listing: Sequence[Image]) -> list[PlanItem]:
-        """File each listed image under its source; returns the ``-`` items found on the way."""
-        extras: list[PlanItem] = []
-        for target in listing:
-            if target.status in GONE_STATUSES:
-                continue
-            marked = _marker(target, MARKER_JOB) == self.job.name
-            marker_id = _marker(target, MARKER_SOURCE_ID)
-            marker_region = _marker(target, MARKER_SOURCE_REGION)
-            source_id = self.expected.get(target.id)
-            if (
-                source_id is None
-                and marked
-                and marker_region == self.region
-                and marker_id in self.by_id
-            ):
-                source_id = marker_id
-            if source_id is not None:
-                source = self.by_id[source_id]
-                marker_sum = _marker(target, MARKER_SOURCE_CHECKSUM)
-                if marked and marker_sum is not None and marker_sum != source.checksum:
-                    reason = f"superseded: copied from source checksum {marker_sum or 'missing'}"
-                    extras.append(
-                        PlanItem(Code.EXTRA, self.key, source, target, target.id, 0, (reason,))
-                    )
-                else:
-                    self.found[source_id].append(target)
-                continue
-            if not marked and target.id not in self.orphans:
-                continue  # not ours
-            gone_source = marker_id or self.orphans.get(target.id)
-            if gone_source in self.unplannable:
-                continue  # its source exists but cannot be planned now: leave its copy alone
-            if marked and marker_region != self.region:
-                reason = (
-                    f"copied from region {marker_region}, not the job's source region {self.region}"
-                )
-            else:
-                reason = f"source {gone_source} is not selected or no longer exists"
-            extras.append(PlanItem(Code.EXTRA, self.key, None, target, target.id, 0, (reason,)))
-        return extras
+    def _copies(self, source: Image, entry: JournalEntry | None) -> list[Image]:
+        """The listed images of ``source``: by its ids (deterministic, journal's), then by
+        marker (unless the journal recorded that image for another source)."""
+        ids = [self._target_id(source, entry.generation if entry else 0)]
+        journal_id = entry.target_id if entry else None
+        if journal_id and journal_id not in ids and self.journal_ids[journal_id] == source.id:
+            ids.append(journal_id)
+        copies = [self.by_id[i] for i in ids if i in self.by_id]
+        copies += [
+            t
+            for t in self.by_marker.get(source.id, ())
+            if t.id not in ids and self.journal_ids.get(t.id, source.id) == source.id
+        ]
+        self.claimed.update(t.id for t in copies)
+        return copies
 
-    def plan_source(self, source: Image) -> list[PlanItem]:
-        """What one source needs on this target (after ``sort_listing``)."""
+    def plan_source(self, source: Image, members: Collection[str] = ()) -> list[PlanItem]:
+        """What one source needs on this target."""
         entry = self.journal.get((source.id, self.key))
         desired = desired_target(
             source,
             job=self.job.name,
             source_region=self.region,
             copy=self.job.copy,
-            source_members=self.source_members.get(source.id, ()),
+            source_members=members,
             target_owner=self.target_tenant,
         )
         generation = entry.generation if entry else 0
-        candidates = self.found.get(source.id)
+        items: list[PlanItem] = []
+        candidates: list[Image] = []
+        for target in self._copies(source, entry):
+            marker_sum = _marker(target, MARKER_SOURCE_CHECKSUM)
+            if self._marked(target) and marker_sum is not None and marker_sum != source.checksum:
+                reason = f"superseded: copied from source checksum {marker_sum or 'missing'}"
+                items.append(
+                    PlanItem(Code.EXTRA, self.key, source, target, target.id, 0, (reason,))
+                )
+            else:
+                candidates.append(target)
         if not candidates:
             reasons: tuple[str, ...] = ()
             if entry is not None and entry.target_id:
@@ -273,9 +293,10 @@ class _TargetPlan:
                 generation += 1
                 reasons = (f"target {entry.target_id} is gone",)
             target_id = self._target_id(source, generation)
-            return [
+            items.append(
                 PlanItem(Code.COPY, self.key, source, None, target_id, generation, reasons, desired)
-            ]
+            )
+            return items
         journal_id = entry.target_id if entry else None
 
         def rank(target: Image) -> tuple[int, int, str, str]:
@@ -286,7 +307,7 @@ class _TargetPlan:
             return (health, 0 if target.id == journal_id else 1, target.created_at or "", target.id)
 
         best, *duplicates = sorted(candidates, key=rank)
-        items = [
+        items += [
             PlanItem(Code.EXTRA, self.key, source, d, d.id, 0, (f"duplicate of target {best.id}",))
             for d in duplicates
         ]
@@ -295,6 +316,30 @@ class _TargetPlan:
             PlanItem(code, self.key, source, best, best.id, generation, tuple(why), desired)
         )
         return items
+
+    def extras(self, planned: Collection[str], unplannable: Collection[str]) -> list[PlanItem]:
+        """The ``-`` items: this job's listed images that no planned source claimed, except
+        those of a source that exists but cannot be planned now (its copy is left alone)."""
+        extras: list[PlanItem] = []
+        for target in self.live:
+            if target.id in self.claimed:
+                continue
+            marked = self._marked(target)
+            journal_source = self.journal_ids.get(target.id)
+            if not marked and journal_source is None:
+                continue  # not ours
+            gone_source = journal_source or _marker(target, MARKER_SOURCE_ID)
+            if gone_source in unplannable:
+                continue
+            marker_region = self._marker_region(target)
+            if marked and marker_region != self.region:
+                reason = (
+                    f"copied from region {marker_region}, not the job's source region {self.region}"
+                )
+            else:
+                reason = f"source {gone_source} is not selected or no longer exists"
+            extras.append(PlanItem(Code.EXTRA, self.key, None, target, target.id, 0, (reason,)))
+        return extras
 
 
 def _order(item: PlanItem) -> tuple[str, str, str, int, str]:

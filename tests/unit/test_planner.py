@@ -22,7 +22,14 @@ from transfer.metadata import (
     target_image_id,
 )
 from transfer.models import Image
-from transfer.planner import Code, PlanItem, format_plan, plan_job, skipped_sources
+from transfer.planner import (
+    Code,
+    JobPlanner,
+    PlanItem,
+    format_plan,
+    plan_job,
+    skipped_sources,
+)
 
 JOB = job()
 KEY = "dst/KR2"
@@ -305,6 +312,31 @@ def test_every_source_gets_exactly_one_action_and_planning_is_deterministic(
     again = plan(shuffled_sources, shuffled_listing, journal)
     assert codes(again) == codes(items)
     assert [i.reasons for i in again] == [i.reasons for i in items]
+
+
+@settings(max_examples=150, deadline=None)
+@given(scenarios(), st.randoms(use_true_random=False))
+def test_planning_page_by_page_gives_the_plan_of_all_sources_at_once(
+    scenario: tuple[list[Image], list[Image], dict[tuple[str, str], JournalEntry]],
+    rng: random.Random,
+) -> None:
+    """What ``run`` does while the source is still being listed: the items of each page as it
+    comes (a source repeated on a later page, as a shifting listing does, planned once)."""
+    sources, listing, journal = scenario
+    whole = plan(sources, listing, journal)
+    planner = JobPlanner(JOB, targets={KEY: listing}, journal=journal)
+    pages, rest = [], list(sources)
+    rng.shuffle(rest)
+    while rest:
+        cut = rng.randint(1, len(rest))
+        pages.append(rest[:cut])
+        rest = rest[cut:]
+    if pages:
+        pages.append([rng.choice(sources)])  # seen again
+    items = [i for page in pages for i in planner.plan_sources(page)]
+    assert all(i.source is not None for i in items)
+    items += planner.finish()
+    assert sorted(map(repr, items)) == sorted(map(repr, whole))
 
 
 def apply_patch(target: Image, patch: list[Any]) -> Image:
