@@ -144,7 +144,7 @@ def plan_job(
     """
     planner = JobPlanner(job, targets=targets, journal=journal, target_tenants=target_tenants)
     items = planner.plan_sources(sources, source_members)
-    return sorted(items + planner.finish(), key=_order)
+    return sorted(items + planner.finish(), key=plan_order)
 
 
 class JobPlanner:
@@ -342,7 +342,7 @@ class _TargetPlan:
         return extras
 
 
-def _order(item: PlanItem) -> tuple[str, str, str, int, str]:
+def plan_order(item: PlanItem) -> tuple[str, str, str, int, str]:
     if item.source is not None:
         name, ident = item.source.name or "", item.source.id
     else:

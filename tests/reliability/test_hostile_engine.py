@@ -209,6 +209,14 @@ LISTING_ERRORS: dict[str, str] = {
     "token-refused": r"pre-issued token for cloud 'hostile' was refused",
     "members-not-json": r"GET /members-not-json/v2/images/s1/members: .*not JSON",
 }
+#: Listings that give a good image before they break: a good first page whose ``next`` link
+#: is not, or a page whose shared image's members are garbage.
+BREAK_AFTER_A_GOOD_PAGE = (
+    "next-to-another-host",
+    "next-loops",
+    "next-a-number",
+    "members-not-json",
+)
 IDENTITY_ERRORS: dict[str, str] = {
     "token-without-expires": r"the token answer from 127\.0\.0\.1 has no readable 'expires'",
     "token-already-expired": r"carries a token that has already expired",
@@ -232,6 +240,7 @@ async def test_a_broken_listing_token_or_catalog_stops_the_run_with_one_line_and
         Foreign().running() as foreign,
         HostileCloud(foreign).running() as cloud,
         Emulator(regions=("KR1",), tenants=(DST,)) as emu,
+        Emulator(regions=("KR1",), tenants=(DST,)) as after_a_good_page,
     ):
         cases: list[tuple[str, str, str]] = []
         for case, pattern in LISTING_ERRORS.items():
@@ -240,7 +249,8 @@ async def test_a_broken_listing_token_or_catalog_stops_the_run_with_one_line_and
             cases.append((case, password_cloud(f"{cloud.endpoint(case)}/v2.0"), pattern))
 
         async def one(case: str, source: str) -> Outcome:
-            config = config_for(tmp_path / case, emu, source)
+            target = after_a_good_page if case in BREAK_AFTER_A_GOOD_PAGE else emu
+            config = config_for(tmp_path / case, target, source)
             return await cli("run", "-c", str(config), "--no-progress", cwd=config.parent, env=ENV)
 
         results = await limited([one(case, source) for case, source, _ in cases])
@@ -262,6 +272,11 @@ async def test_a_broken_listing_token_or_catalog_stops_the_run_with_one_line_and
         assert not wrong, "\n".join(wrong)
         assert foreign.recorder.requests == []  # neither a token nor a password left home
         assert emu.counters("KR1")["requests"].get("create", 0) == 0
+        # A run works a source's images as they are listed: a listing that breaks after a good
+        # image has had that image started, once for all these cases (its target id is the
+        # same in each); it never got its bytes from the hostile source.
+        made = after_a_good_page.list_all("KR1")
+        assert [(r["name"], r["status"]) for r in made] in ([], [("a1", "queued")]), made
 
 
 @pytest.mark.parametrize(

@@ -122,7 +122,8 @@ async def _run_one(
         await journal.reset_job(job.name)
     worker = args.worker_id or default_worker_id()
     plan, ticket = await plan_for_run(config, job, clouds, journal, worker, terms=terms)
-    print(f"job {job.name}: {format_plan_summary(plan.items)}", file=sys.stderr)
+    if plan.complete:  # else the source is still being listed: the summary says what ran
+        print(f"job {job.name}: {format_plan_summary(plan.items)}", file=sys.stderr)
     progress = Progress()
 
     def deadline() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from transfer.cloud.client import ImageClient
 from transfer.config.settings import JobConfig
 from transfer.engine.feeds import Feed
-from transfer.engine.planning import Target
+from transfer.engine.listing import Target
 from transfer.engine.results import ItemResult
 from transfer.errors import BadRequest, Conflict, Forbidden, NotFound
 from transfer.metadata import DesiredTarget, build_patch

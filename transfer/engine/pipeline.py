@@ -36,7 +36,8 @@ import structlog
 
 from transfer.cloud.client import ImageClient
 from transfer.engine.feeds import DirectFeed, Feed, in_flight_algorithms
-from transfer.engine.planning import Target, record_entry
+from transfer.engine.listing import Target
+from transfer.engine.planning import record_entry
 from transfer.engine.results import SUCCESS_BY_CODE, ItemResult, Outcome
 from transfer.engine.slots import Lanes
 from transfer.engine.steps import ItemState, Steps

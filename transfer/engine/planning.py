@@ -9,7 +9,6 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
 
 import anyio
 import structlog
@@ -19,37 +18,30 @@ from transfer.cloud.sessions import Clouds
 from transfer.config.settings import (
     DEFAULT_SPOOL_RESERVE,
     Config,
-    Endpoint,
     JobConfig,
     LeaseSettings,
 )
+from transfer.engine.listing import Listings, Target
 from transfer.errors import JournalError, LeaseLost, only_error
 from transfer.journal import Journal, WorkQueue
 from transfer.journal.records import ItemKey, JournalEntry, PlanTicket
 from transfer.metadata import DesiredTarget
 from transfer.models import Image, Member
-from transfer.planner import WORK_CODES, Code, PlanItem, plan_job
+from transfer.planner import WORK_CODES, Code, JobPlanner, PlanItem, plan_order
 
 log = structlog.get_logger("transfer.engine.planning")
 #: How many times a worker that lost its planning lease joins the job again before giving up.
 _PLANNING_TURNS = 3
 
 
-@dataclass(frozen=True, kw_only=True)
-class Target:
-    """One target of a job: a tenant in a region, with the clients needed there."""
-
-    key: str
-    region: str
-    client: ImageClient
-    tenant_id: str
-    #: member tenant id -> a client authenticated as that tenant in this region (to accept).
-    member_clients: Mapping[str, ImageClient] = field(default_factory=dict)
-
-
 @dataclass
 class JobPlan:
-    """Everything the planner needs and what it decided, for one job."""
+    """Everything the planner needs and what it decided, for one job.
+
+    A plan made for a run on one host is streamed (``build_plan(stream=True)``): it starts
+    with the targets listed and no item, and ``pending`` lists and plans the source while the
+    run works the first items; ``items`` is complete (and in ``plan_order``) once ``complete``.
+    """
 
     job: JobConfig
     items: list[PlanItem]
@@ -59,6 +51,8 @@ class JobPlan:
     source_client: ImageClient
     spool_dir: Path | None = None  # where spool files go (None: "spool" in the working dir)
     spool_reserve: int = DEFAULT_SPOOL_RESERVE  # bytes to keep free beside the spool files
+    complete: bool = True
+    pending: SourcePlanning | None = field(default=None, repr=False)
 
 
 async def _gather(
@@ -73,102 +67,119 @@ async def _gather(
             tg.start_soon(one, func)
 
 
-@dataclass
-class _Listings:
-    """What planning lists: the source (and its shared images' members), every target."""
+#: What a run does with the items of each source as soon as they are planned.
+OnItems = Callable[[list[PlanItem]], Awaitable[None]]
 
-    sources: list[Image] = field(default_factory=list)
-    source_members: dict[str, frozenset[str]] = field(default_factory=dict)
-    targets: dict[str, Target] = field(default_factory=dict)
-    images: dict[str, list[Image]] = field(default_factory=dict)  # by target key
 
-    async def list_all(
-        self, clouds: Clouds, job: JobConfig, source: ImageClient, checkers: anyio.CapacityLimiter
+class SourcePlanning:
+    """The source side of a plan: list the source and plan each image as it comes in, against
+    the targets' listings and the journal read before (see ``JobPlanner``)."""
+
+    def __init__(
+        self,
+        plan: JobPlan,
+        listings: Listings,
+        planner: JobPlanner,
+        *,
+        config: Config,
+        clouds: Clouds,
     ) -> None:
-        """Every side at once: the plan waits for the slowest listing, not their sum."""
+        self.plan = plan
+        self.listings = listings
+        self.planner = planner
+        self.config = config
+        self.clouds = clouds
+        self.checkers = anyio.CapacityLimiter(plan.job.checkers)
+        self._member_tenants: set[str] = set()
+
+    async def run(self, on_items: OnItems | None = None) -> None:
+        """List and plan every source, handing each source's items to ``on_items``; then the
+        ``-`` items, and the plan is complete."""
+        job = self.plan.job
+        members = job.copy.members
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._list_source, job, source, checkers)
-                for endpoint in job.targets:
-                    tg.start_soon(self._list_target, clouds, endpoint)
+                async for image in self.listings.sources():
+                    self.plan.sources.append(image)
+                    if members and image.visibility == "shared":
+                        tg.start_soon(self._plan_shared, image, on_items)
+                    else:
+                        await self._plan(image, frozenset(), on_items)
         except BaseExceptionGroup as group:
             raise only_error(group) from None
-        self.targets = {e.key: self.targets[e.key] for e in job.targets}  # the config's order
+        log.info("listed source", job=job.name, images=len(self.plan.sources))
+        self.plan.items = sorted(self.plan.items + self.planner.finish(), key=plan_order)
+        self.plan.complete = True
+        self.plan.pending = None
 
-    async def _list_source(
-        self, job: JobConfig, client: ImageClient, checkers: anyio.CapacityLimiter
-    ) -> None:
-        filters = cast(dict[str, Any], job.select.api_filters())
-        self.sources += [i async for i in client.list_images(**filters) if job.select.matches(i)]
-        log.info("listed source", job=job.name, images=len(self.sources))
-        if not job.copy.members:
-            return
+    async def _plan_shared(self, image: Image, on_items: OnItems | None) -> None:
+        async with self.checkers:
+            listed: list[Member] = await self.plan.source_client.list_members(image.id)
+        await self._plan(image, frozenset(m.member_id for m in listed), on_items)
 
-        def lister(image: Image) -> Callable[[], Awaitable[None]]:
-            async def list_members() -> None:
-                members: list[Member] = await client.list_members(image.id)
-                self.source_members[image.id] = frozenset(m.member_id for m in members)
+    async def _plan(self, image: Image, members: frozenset[str], on_items: OnItems | None) -> None:
+        items = self.planner.plan_sources([image], {image.id: members})
+        new_tenants: set[str] = set()
+        for item in items:
+            if item.source is not None and item.desired is not None:
+                self.plan.desired[(item.source.id, item.target_key)] = item.desired
+                new_tenants |= item.desired.members - self._member_tenants
+        job = self.plan.job
+        if job.copy.accept and new_tenants:
+            self._member_tenants |= new_tenants
+            await self._add_member_clients(new_tenants)
+        if items and (job.copy.members or job.copy.accept):
+            items = await _member_drift(items, self.plan.targets, job, self.checkers)
+        self.plan.items += items
+        if items and on_items is not None:
+            await on_items(items)
 
-            return list_members
-
-        await _gather(checkers, [lister(i) for i in self.sources if i.visibility == "shared"])
-
-    async def _list_target(self, clouds: Clouds, endpoint: Endpoint) -> None:
-        session = await clouds.session(endpoint.cloud)
-        client = await session.image_client(endpoint.region)
-        tenant_id = await session.tenant_id()
-        self.images[endpoint.key] = [i async for i in client.list_images(owner=tenant_id)]
-        self.targets[endpoint.key] = Target(
-            key=endpoint.key, region=endpoint.region, client=client, tenant_id=tenant_id
-        )
+    async def _add_member_clients(self, tenants: set[str]) -> None:
+        """Clients for the member tenants whose credentials the config has, to accept."""
+        for key, target in self.plan.targets.items():
+            clients = dict(target.member_clients)
+            for tenant in sorted(tenants):
+                creds = self.config.cloud_for_tenant(tenant)
+                if tenant != target.tenant_id and creds is not None:
+                    clients[tenant] = await self.clouds.client(creds.name, target.region)
+            self.plan.targets[key] = dataclasses.replace(target, member_clients=clients)
 
 
-async def build_plan(config: Config, job: JobConfig, clouds: Clouds, journal: Journal) -> JobPlan:
-    """List both sides, read the journal and plan every (source, target) pair."""
-    checkers = anyio.CapacityLimiter(job.checkers)
+async def build_plan(
+    config: Config, job: JobConfig, clouds: Clouds, journal: Journal, *, stream: bool = False
+) -> JobPlan:
+    """List both sides, read the journal and plan every (source, target) pair.
+
+    With ``stream`` the plan comes back once the targets are listed, and its ``pending``
+    lists and plans the source (``SourcePlanning.run``), for a run to work as it comes in.
+    """
     source_client = await clouds.client(job.source.cloud, job.source.region)
-    listed = _Listings()
-    await listed.list_all(clouds, job, source_client, checkers)
-    sources, targets = listed.sources, listed.targets
-
-    entries = await journal.entries(job.name)
-    items = plan_job(
+    listings = Listings(job, source_client)
+    await listings.list_targets(clouds)
+    targets = listings.targets
+    planner = JobPlanner(
         job,
-        sources=sources,
-        targets=listed.images,
-        journal=entries,
-        source_members=listed.source_members,
+        targets=listings.images,
+        journal=await journal.entries(job.name),
         target_tenants={key: t.tenant_id for key, t in targets.items()},
     )
-    desired: dict[tuple[str, str], DesiredTarget] = {}
-    member_tenants: set[str] = set()
-    for item in items:
-        if item.source is not None and item.desired is not None:
-            desired[(item.source.id, item.target_key)] = item.desired
-            member_tenants |= item.desired.members
-
-    if job.copy.accept and member_tenants:
-        for key, target in targets.items():
-            member_clients: dict[str, ImageClient] = {}
-            for tenant in sorted(member_tenants):
-                creds = config.cloud_for_tenant(tenant)
-                if tenant != target.tenant_id and creds is not None:
-                    member_clients[tenant] = await clouds.client(creds.name, target.region)
-            targets[key] = dataclasses.replace(target, member_clients=member_clients)
-
-    if job.copy.members or job.copy.accept:
-        items = await _member_drift(items, targets, job, checkers)
-
-    return JobPlan(
+    plan = JobPlan(
         job=job,
-        items=items,
-        sources=sources,
-        desired=desired,
+        items=[],
+        sources=[],
+        desired={},
         targets=targets,
         source_client=source_client,
         spool_dir=job.spool_dir or config.journal.path.parent / "spool",
         spool_reserve=config.spool_reserve,
+        complete=False,
     )
+    pending = SourcePlanning(plan, listings, planner, config=config, clouds=clouds)
+    if stream:
+        plan.pending = pending
+    else:
+        await pending.run()
+    return plan
 
 
 async def _member_drift(
@@ -245,8 +256,9 @@ async def plan_for_run(
     *,
     terms: LeaseSettings | None = None,
 ) -> tuple[JobPlan, PlanTicket | None]:
-    """The plan a run works: this host's own, or, on a journal several workers share, the one
-    plan of every worker, with the ticket to claim its items by.
+    """The plan a run works: this host's own (streamed: the run starts on the first sources
+    while the rest are listed), or, on a journal several workers share, the one plan of every
+    worker, published whole, with the ticket to claim its items by.
 
     On a shared journal the first worker to arrive plans, under a planning lease it renews for
     as long as the listing takes: it lists both sides, records an entry for each item to work
@@ -256,8 +268,8 @@ async def plan_for_run(
     that lost its planning lease (it was paused too long) joins again.
     """
     queue = journal.work_queue
-    if queue is None:
-        return await build_plan(config, job, clouds, journal), None
+    if queue is None:  # the run works the plan as the source is listed
+        return await build_plan(config, job, clouds, journal, stream=True), None
     terms = terms or LeaseSettings()
     for _ in range(_PLANNING_TURNS):
         ticket = await queue.join_plan(job.name, worker, lease_seconds=terms.lease_seconds)

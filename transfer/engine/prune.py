@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from transfer.engine.planning import Target
+from transfer.engine.listing import Target
 from transfer.errors import NotFound, TooManyDeletions, TransferError
 from transfer.metadata import MARKER_JOB
 from transfer.planner import Code, PlanItem

@@ -21,7 +21,7 @@ from transfer.bandwidth import follow_timetable
 from transfer.config.settings import LeaseSettings
 from transfer.engine.feeds import FeedChooser
 from transfer.engine.pipeline import Pipeline
-from transfer.engine.planning import JobPlan, item_key, record_entry
+from transfer.engine.planning import JobPlan, OnItems, item_key, record_entry
 from transfer.engine.results import ItemResult, Outcome, Progress, RunSummary
 from transfer.engine.schedule import (
     ClaimingScheduler,
@@ -76,24 +76,35 @@ async def run_plan(
     commits_before = journal.commits
     entries = await journal.entries(job.name)
     runner = _item_runner(plan, journal, run_id, area, entries, bucket, progress, stop)
-    in_sync = [i for i in plan.items if i.code is Code.IN_SYNC and i.source is not None]
-    for item in in_sync:
-        if ticket is None or ticket.planner:
-            await _record_in_sync(journal, job.name, item, entries.get(item_key(item)))
-        target_id = item.target.id if item.target else item.target_id
-        runner.results.append(ItemResult.of(item, target_id=target_id, outcome=Outcome.IN_SYNC))
-    work = [i for i in plan.items if i.code in WORK_CODES]
-    progress.images_total = len(work)
-    progress.bytes_total = sum(
-        (i.source.size or 0) for i in work if i.source and i.code is not Code.UPDATE
-    )
-    scheduler = _scheduler(runner, work, journal=journal, ticket=ticket, worker=worker, terms=terms)
-    await scheduler.run()
+    scheduler = _scheduler(runner, journal=journal, ticket=ticket, worker=worker, terms=terms)
 
-    # Keep the spools of images a target still needs (failed, or not started after a stop).
+    async def take(items: list[PlanItem]) -> None:
+        """Newly planned items: those in sync are done, the rest is the scheduler's."""
+        for item in items:
+            if item.code is Code.IN_SYNC and item.source is not None:
+                if ticket is None or ticket.planner:
+                    await _record_in_sync(journal, job.name, item, entries.get(item_key(item)))
+                target_id = item.target.id if item.target else item.target_id
+                runner.results.append(
+                    ItemResult.of(item, target_id=target_id, outcome=Outcome.IN_SYNC)
+                )
+        work = [i for i in items if i.code in WORK_CODES]
+        progress.images_total += len(work)
+        progress.bytes_total += sum(
+            (i.source.size or 0) for i in work if i.source and i.code is not Code.UPDATE
+        )
+        if isinstance(scheduler, LocalScheduler):
+            scheduler.add(work)
+
+    await take(plan.items)
+    listing_error = await _work(plan, scheduler, take, stop)
+
+    # Keep the spools of images a target still needs (failed, or not started after a stop);
+    # a plan cut short does not know every image that needs one.
     keep = {r.source_id for r in runner.results if r.outcome is Outcome.FAILED}
     keep |= scheduler.waiting_sources
-    await quietly(area.tidy(keep, clean=clean_spool), "cannot tidy the spool", None)
+    if plan.complete:
+        await quietly(area.tidy(keep, clean=clean_spool), "cannot tidy the spool", None)
 
     summary = RunSummary(
         job=job.name,
@@ -102,36 +113,84 @@ async def run_plan(
         plan=plan.items,
         started=started,
         ended=time.monotonic(),
-        interrupted=stop.is_set() and (scheduler.not_started > 0 or ticket is not None),
+        interrupted=not plan.complete
+        or (stop.is_set() and (scheduler.not_started > 0 or ticket is not None)),
         not_started=scheduler.not_started,
         failed_elsewhere=scheduler.failed_elsewhere,
         journal_commits=journal.commits - commits_before,
     )
     await journal.finish_run(run_id, summary.outcome, summary.journal_summary())
+    if listing_error is not None:
+        raise listing_error
     return summary
 
 
 def _scheduler(
     runner: ItemRunner,
-    work: list[PlanItem],
     *,
     journal: Journal,
     ticket: PlanTicket | None,
     worker: str,
     terms: LeaseSettings | None,
 ) -> LocalScheduler | ClaimingScheduler:
-    """This host's scheduler of the work, or (with a ``ticket``) a claimer of the shared plan."""
-    job = runner.plan.job
+    """This host's scheduler of the work (fed by ``add`` as the plan is made), or (with a
+    ``ticket``) a claimer of the shared plan."""
+    plan = runner.plan
+    job = plan.job
     if ticket is None:
-        return LocalScheduler(runner, work, transfers=job.transfers, checkers=job.checkers)
+        return LocalScheduler(
+            runner, (), transfers=job.transfers, checkers=job.checkers, more=not plan.complete
+        )
+    if not plan.complete:
+        raise ValueError("a shared plan is published whole: it cannot be streamed")
     return ClaimingScheduler(
         runner,
-        runner.plan.items,
+        plan.items,
         journal=journal,
         ticket=ticket,
         worker=worker,
         terms=terms or LeaseSettings(),
     )
+
+
+async def _work(
+    plan: JobPlan,
+    scheduler: LocalScheduler | ClaimingScheduler,
+    take: OnItems,
+    stop: anyio.Event,
+) -> Exception | None:
+    """Run the scheduler while the plan's source is listed and planned (``take`` gets each
+    source's items).  A stop ends the listing too.  When the listing fails, the images under
+    way finish, no new one starts, and the listing's error is returned."""
+    pending = plan.pending
+    if pending is None:
+        await scheduler.run()
+        return None
+    assert isinstance(scheduler, LocalScheduler)
+    failure: list[Exception] = []
+
+    async def listing(scope: anyio.CancelScope) -> None:
+        try:
+            with scope:
+                await pending.run(take)
+        except Exception as exc:
+            failure.append(exc)
+            scheduler.groups.clear()  # not started: the next run plans them again
+            scheduler.metadata.clear()
+        finally:
+            scheduler.close()
+
+    async def on_stop(scope: anyio.CancelScope) -> None:
+        await stop.wait()
+        scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        scope = anyio.CancelScope()
+        tg.start_soon(listing, scope)
+        tg.start_soon(on_stop, scope)
+        await scheduler.run()
+        tg.cancel_scope.cancel()
+    return failure[0] if failure else None
 
 
 def _item_runner(

@@ -184,27 +184,76 @@ class ItemRunner:
 
 
 class LocalScheduler:
-    """This host works every item of the plan (see the module docstring)."""
+    """This host works every item of the plan (see the module docstring).
+
+    A plan still being listed hands its items over as they are planned (``add``) and says
+    when there are no more (``close``); until then the scheduler waits for work.
+    """
 
     failed_elsewhere = 0  # no other worker
 
     def __init__(
-        self, runner: ItemRunner, work: Sequence[PlanItem], *, transfers: int, checkers: int
+        self,
+        runner: ItemRunner,
+        work: Sequence[PlanItem],
+        *,
+        transfers: int,
+        checkers: int,
+        more: bool = False,
     ) -> None:
         self.runner = runner
-        self.groups = by_source([i for i in work if i.code in (Code.COPY, Code.REPAIR)])
-        self.metadata = [i for i in work if i.code is Code.UPDATE]
+        self.groups: list[list[PlanItem]] = []
+        self.metadata: list[PlanItem] = []
         self.slots = TransferSlots(transfers)
         self.checkers = checkers
+        self._checking = 0  # checker tasks running
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._closed = not more
+        self._more = anyio.Event()
+        self.add(work)
+
+    def add(self, work: Sequence[PlanItem]) -> None:
+        """More items to work (every target of a source together)."""
+        self.groups += by_source([i for i in work if i.code in (Code.COPY, Code.REPAIR)])
+        self.metadata += [i for i in work if i.code is Code.UPDATE]
+        self._start_checkers()
+        self._more.set()
+
+    def close(self) -> None:
+        """No more items will come."""
+        self._closed = True
+        self._more.set()
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
-            for _ in range(min(self.checkers, len(self.metadata))):
-                tg.start_soon(self._check)
-            while self.groups and not self.runner.stop.is_set():
+            self._tg = tg
+            self._start_checkers()
+            while await self._has_work():
                 ready = anyio.Event()
                 tg.start_soon(self._transfer, ready)
                 await ready.wait()
+            self._tg = None
+
+    def _start_checkers(self) -> None:
+        while self._tg is not None and self._checking < min(self.checkers, len(self.metadata)):
+            self._checking += 1
+            self._tg.start_soon(self._check)
+
+    async def _has_work(self) -> bool:
+        """Whether an image waits (after waiting for the plan to give one): False once the
+        run stops, or the plan is done and nothing is left."""
+        while not self.groups and not self._closed and not self.runner.stop.is_set():
+            self._more = anyio.Event()
+            async with anyio.create_task_group() as tg:
+
+                async def on_stop() -> None:
+                    await self.runner.stop.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(on_stop)
+                await self._more.wait()
+                tg.cancel_scope.cancel()
+        return bool(self.groups) and not self.runner.stop.is_set()
 
     async def _transfer(self, ready: anyio.Event) -> None:
         """The next image, once a slot is free (``ready``: it has one, or there is none)."""
@@ -220,8 +269,11 @@ class LocalScheduler:
             ready.set()
 
     async def _check(self) -> None:
-        while self.metadata and not self.runner.stop.is_set():
-            await self.runner.run_item(self.metadata.pop(0), None)
+        try:
+            while self.metadata and not self.runner.stop.is_set():
+                await self.runner.run_item(self.metadata.pop(0), None)
+        finally:
+            self._checking -= 1
 
     @property
     def not_started(self) -> int:
