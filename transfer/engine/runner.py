@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -49,8 +50,12 @@ async def run_plan(
     clean_spool: bool = False,
     ticket: PlanTicket | None = None,
     terms: LeaseSettings | None = None,
+    deadline: anyio.Event | None = None,
 ) -> RunSummary:
     """Execute a plan; returns when every item is done, failed or (after ``stop``) not started.
+
+    ``deadline`` is set (with ``stop``) when the job's ``max_duration`` stopped it: the run is
+    then recorded as a deadline stop rather than an interruption.
 
     ``clean_spool`` removes every spool file of the job at the end, even those kept so that
     the next run can resume the images that failed.
@@ -65,7 +70,7 @@ async def run_plan(
     worker = worker or default_worker_id()
     progress = progress or Progress()
     stop = stop or anyio.Event()
-    started = time.monotonic()
+    started, began = time.monotonic(), datetime.now(UTC)
     area = SpoolArea(
         root=plan.spool_dir or Path("spool"),
         job=job.name,
@@ -95,6 +100,7 @@ async def run_plan(
     keep |= scheduler.waiting_sources
     await quietly(area.tidy(keep, clean=clean_spool), "cannot tidy the spool", None)
 
+    interrupted = stop.is_set() and (scheduler.not_started > 0 or ticket is not None)
     summary = RunSummary(
         job=job.name,
         run_id=run_id,
@@ -102,7 +108,10 @@ async def run_plan(
         plan=plan.items,
         started=started,
         ended=time.monotonic(),
-        interrupted=stop.is_set() and (scheduler.not_started > 0 or ticket is not None),
+        started_at=began,
+        ended_at=datetime.now(UTC),
+        interrupted=interrupted,
+        deadline=interrupted and deadline is not None and deadline.is_set(),
         not_started=scheduler.not_started,
         failed_elsewhere=scheduler.failed_elsewhere,
         journal_commits=journal.commits - commits_before,
@@ -197,16 +206,15 @@ async def run_job(
     job = plan.job
     job_stop = anyio.Event()
     bucket = TokenBucket(None) if job.bwlimit is not None else None
-    reached = False
+    reached = anyio.Event()
 
     async def relay() -> None:
         await stop.wait()
         job_stop.set()
 
     async def deadline(seconds: float) -> None:
-        nonlocal reached
         await anyio.sleep(seconds)
-        reached = True
+        reached.set()
         if on_deadline is not None:
             on_deadline()
         job_stop.set()
@@ -227,9 +235,10 @@ async def run_job(
             clean_spool=clean_spool,
             ticket=ticket,
             terms=terms,
+            deadline=reached,
         )
         tg.cancel_scope.cancel()
-    return JobRun(summary=summary, deadline=reached and summary.interrupted)
+    return JobRun(summary=summary, deadline=summary.deadline)
 
 
 async def _record_in_sync(
