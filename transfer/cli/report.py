@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from transfer.engine.results import REPORTED_OUTCOMES, Difference, Outcome, Progress, RunSummary
-from transfer.journal.records import EntryState, JournalEntry, RunRecord
+from transfer.journal.records import EntryState, JournalEntry, RunRecord, stamp
 from transfer.planner import Code, PlanItem, plan_counts
 from transfer.streams import human_bytes
 
@@ -83,10 +83,14 @@ def format_summary(summary: RunSummary) -> str:
     )
     if summary.failed_elsewhere:
         totals += f" ({summary.failed_elsewhere} more failed at other workers)"
+    retried = f", {summary.image_retries} retried attempts" if summary.image_retries else ""
+    stopped = ""
+    if summary.interrupted:
+        why = "DEADLINE REACHED" if summary.deadline else "INTERRUPTED"
+        stopped = f"; {why}, run again to resume"
     parts.append(
-        f"job {summary.job}: {totals}; {human_bytes(summary.bytes)} in {summary.seconds:.1f}s "
-        f"({human_rate(summary.bytes / seconds)})"
-        + ("; INTERRUPTED, run again to resume" if summary.interrupted else "")
+        f"job {summary.job}: {totals}; {human_bytes(summary.bytes)} moved in "
+        f"{summary.seconds:.1f}s ({human_rate(summary.bytes / seconds)}){retried}{stopped}"
     )
     return "\n\n".join(parts)
 
@@ -109,13 +113,27 @@ def format_prune(result: PruneResult) -> str:
     return "\n".join(lines)
 
 
+#: The version of the JSON report's schema (``docs/report.md``); it changes when a field
+#: changes meaning or goes away, not when one is added.
+REPORT_SCHEMA_VERSION = 1
+
+
 def summary_json(summary: RunSummary) -> dict[str, Any]:
+    """One job's run as the report gives it (``docs/report.md``)."""
+    reasons = {(i.source.id, i.target_key): list(i.reasons) for i in summary.plan if i.source}
     return {
+        "schema_version": REPORT_SCHEMA_VERSION,
         "job": summary.job,
         "run_id": summary.run_id,
         "outcome": summary.outcome,
+        "started_at": stamp(summary.started_at),
+        "ended_at": stamp(summary.ended_at),
         "seconds": round(summary.seconds, 3),
-        "bytes": summary.bytes,
+        "image_bytes": summary.image_bytes,
+        "bytes_moved": summary.bytes,
+        "bytes": summary.bytes,  # bytes_moved's older name
+        "attempts": summary.attempts,
+        "image_retries": summary.image_retries,
         "not_started": summary.not_started,
         "journal_commits": summary.journal_commits,
         "counts": {o: summary.count(o) for o in REPORTED_OUTCOMES},
@@ -127,6 +145,9 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
                 "source_name": r.source_name,
                 "target": r.target_key,
                 "target_id": r.target_id,
+                "reasons": reasons.get((r.source_id, r.target_key), []),
+                "image_bytes": r.image_bytes,
+                "bytes_moved": r.bytes,
                 "bytes": r.bytes,
                 "seconds": round(r.seconds, 3),
                 "attempts": r.attempts,
@@ -135,9 +156,21 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
                 "sha512": r.sha512,
                 "warnings": r.warnings,
                 "error": r.error,
+                "failed_step": r.failed_step if r.error else None,
                 "retryable": r.retryable if r.error else None,
             }
             for r in summary.results
+        ],
+        "target_only": [
+            {
+                "target": i.target_key,
+                "target_id": i.target.id if i.target else i.target_id,
+                "target_name": i.target.name if i.target else None,
+                "source_id": i.source.id if i.source else None,
+                "reasons": list(i.reasons),
+            }
+            for i in summary.plan
+            if i.code is Code.EXTRA
         ],
     }
 
@@ -178,7 +211,7 @@ def plan_json(plan: JobPlan) -> dict[str, object]:
 def run_report(
     summary: RunSummary, *, deadline: bool, pruned: PruneResult | None, error: str | None
 ) -> dict[str, Any]:
-    """One job's part of ``run --report`` (its schema is in the README)."""
+    """One job's part of ``run --report`` (its schema is ``docs/report.md``)."""
     data = summary_json(summary)
     data["deadline_reached"] = deadline
     if pruned is not None:
@@ -193,6 +226,17 @@ def run_report(
     if error:
         data["error"] = error
     return data
+
+
+def several_jobs_report(jobs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The report of a run of several jobs: their reports (``run_report``), in the order they
+    ran, under the times of the whole (ISO 8601 stamps of one format sort as times do)."""
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "started_at": min(job["started_at"] for job in jobs),
+        "ended_at": max(job["ended_at"] for job in jobs),
+        "jobs": list(jobs),
+    }
 
 
 @dataclass(frozen=True)
@@ -245,10 +289,15 @@ def _by_name(entry: JournalEntry) -> tuple[str, str]:
     return (entry.source_name or "", entry.target_key)
 
 
+def _step_shown(e: JournalEntry) -> str | None:
+    """A failed entry's failing step; else the last step it completed."""
+    return e.failed_step if e.state == EntryState.FAILED else e.last_step
+
+
 def _status_line(e: JournalEntry) -> str:
     err = f"  ({e.last_error})" if e.last_error and e.state != EntryState.DONE else ""
     held = f"  [held by {e.lease_owner}]" if e.lease_owner else ""
     return (
         f"  {e.state:8} {e.source_name or e.source_id} -> {e.target_key} "
-        f"{e.target_id or '-'} step={e.last_step or '-'}{err}{held}"
+        f"{e.target_id or '-'} step={_step_shown(e) or '-'}{err}{held}"
     )

@@ -21,7 +21,13 @@ import anyio
 from transfer.cli.display import show_progress
 from transfer.cli.main import ExitCode
 from transfer.cli.metrics import write_metrics
-from transfer.cli.report import format_plan_summary, format_prune, format_summary, run_report
+from transfer.cli.report import (
+    format_plan_summary,
+    format_prune,
+    format_summary,
+    run_report,
+    several_jobs_report,
+)
 from transfer.cloud.sessions import Clouds
 from transfer.config.settings import Config, JobConfig, LeaseSettings
 from transfer.engine.planning import plan_for_run
@@ -78,9 +84,8 @@ def write_outputs(args: argparse.Namespace, outcomes: Sequence[Outcome]) -> None
             run_report(r.summary, deadline=r.deadline, pruned=o.pruned, error=o.error)
             for o, r in runs
         ]
-        _write_atomic(
-            args.report, json.dumps(report[0] if len(report) == 1 else report, indent=2) + "\n"
-        )
+        data = report[0] if len(report) == 1 else several_jobs_report(report)
+        _write_atomic(args.report, json.dumps(data, indent=2) + "\n")
     if args.metrics_file and runs:
         write_metrics(args.metrics_file, [r.summary for _, r in runs])
 

@@ -199,6 +199,7 @@ class Pipeline:
             if not waited:
                 return last_error  # stopped (a signal, the deadline) while waiting
             st.result.attempts = attempt
+            st.result.failed_step = None
             # Journaled with the attempt's first write, before its first change to a target.
             st.pending.update(state=EntryState.RUNNING, attempts=attempts_before + attempt)
             try:
@@ -209,7 +210,7 @@ class Pipeline:
                 last_error = exc
                 retry = exc.image_retryable and not exc.fatal
                 st.log.warning("attempt failed", attempt=attempt, error=str(exc), will_retry=retry)
-                await self._update(st, last_error=str(exc))
+                await self._update(st, last_error=str(exc), failed_step=st.result.failed_step)
                 if not retry:
                     return last_error
                 # A retry re-examines the target from scratch, bytes included.
@@ -255,6 +256,8 @@ class Pipeline:
         if outcome is Outcome.UPDATED and st.uploaded:
             outcome = Outcome.REPAIRED
         st.result.outcome = outcome
+        st.result.failed_step = None  # a step that failed on the way was overcome
+        st.result.image_bytes = (st.source.size or 0) if st.uploaded else 0
         if st.pending or st.started != _DONE:  # else the last step's end recorded it
             await self._update(st, **self._done(st))
         st.log.info("done", outcome=outcome, bytes=st.result.bytes)
@@ -269,7 +272,8 @@ class Pipeline:
         st.result.outcome = Outcome.FAILED
         st.result.error = reason
         st.result.retryable = error.transient
-        await self._update(st, state=EntryState.FAILED, last_error=reason)
+        failure = {"failed_step": st.result.failed_step, "retryable": error.transient}
+        await self._update(st, state=EntryState.FAILED, last_error=reason, **failure)
         await self._remove_empty_target(st)
         st.log.error("failed", error=str(error))
 
@@ -279,6 +283,7 @@ class Pipeline:
         return {
             "state": EntryState.DONE,
             "last_error": None,
+            "failed_step": None,
             "target_id": st.target_id,
             "generation": st.generation,
         }
@@ -368,6 +373,7 @@ class Pipeline:
         except (LeaseLost, JournalError):
             raise  # the item is no longer this worker's to write
         except TransferError as exc:
+            st.result.failed_step = step
             error = str(exc)
             if isinstance(exc, TargetDiscarded):
                 error = "target discarded; a new generation follows"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -53,7 +54,8 @@ class RunOutcome(StrEnum):
     OK = "ok"
     PARTIAL = "partial"  # some items failed, others did not
     FAILED = "failed"  # every item that was tried failed
-    INTERRUPTED = "interrupted"  # a stop or deadline left items for the next run
+    INTERRUPTED = "interrupted"  # a stop (SIGINT, SIGTERM) left items for the next run
+    DEADLINE = "deadline"  # the job's max_duration left items for the next run
 
 
 @dataclass
@@ -106,7 +108,10 @@ class ItemResult:
     source_name: str
     target_id: str | None = None
     outcome: Outcome = Outcome.PENDING
+    #: Bytes sent in upload bodies for this pair in this run, every attempt's (retries included).
     bytes: int = 0
+    #: The size of the image whose bytes this run put on the target (0 when it moved none).
+    image_bytes: int = 0
     seconds: float = 0.0
     attempts: int = 0
     waited: float = 0.0  # seconds spent in backoff between attempts
@@ -116,6 +121,8 @@ class ItemResult:
     retryable: bool = False
     md5: str | None = None
     sha512: str | None = None
+    #: The step whose failure ``error`` reports (None when it came from outside a step).
+    failed_step: str | None = None
 
     @classmethod
     def of(cls, item: PlanItem, **fields: Any) -> ItemResult:
@@ -145,6 +152,11 @@ class RunSummary:
     started: float
     ended: float
     interrupted: bool = False
+    #: The items left for the next run were left by the job's ``max_duration``.
+    deadline: bool = False
+    #: Wall-clock start and end of the run (``started`` and ``ended`` are monotonic).
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    ended_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     not_started: int = 0  # items a stop or deadline left for the next run
     #: With a shared journal: items of the job's plan that failed in other workers' hands.
     failed_elsewhere: int = 0
@@ -156,7 +168,23 @@ class RunSummary:
 
     @property
     def bytes(self) -> int:
+        """Bytes sent in upload bodies, retries included (``bytes_moved`` in the report)."""
         return sum(r.bytes for r in self.results)
+
+    @property
+    def image_bytes(self) -> int:
+        """The sizes of the images whose bytes this run put on a target, each counted once
+        per target."""
+        return sum(r.image_bytes for r in self.results)
+
+    @property
+    def attempts(self) -> int:
+        return sum(r.attempts for r in self.results)
+
+    @property
+    def image_retries(self) -> int:
+        """Image attempts beyond the first of each item."""
+        return sum(max(0, r.attempts - 1) for r in self.results)
 
     @property
     def seconds(self) -> float:
@@ -169,7 +197,7 @@ class RunSummary:
     @property
     def outcome(self) -> RunOutcome:
         if self.interrupted:
-            return RunOutcome.INTERRUPTED
+            return RunOutcome.DEADLINE if self.deadline else RunOutcome.INTERRUPTED
         if self.failed:
             return RunOutcome.PARTIAL if len(self.failed) < len(self.results) else RunOutcome.FAILED
         return RunOutcome.OK

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -49,8 +50,12 @@ async def run_plan(
     clean_spool: bool = False,
     ticket: PlanTicket | None = None,
     terms: LeaseSettings | None = None,
+    deadline: anyio.Event | None = None,
 ) -> RunSummary:
     """Execute a plan; returns when every item is done, failed or (after ``stop``) not started.
+
+    ``deadline`` is set (with ``stop``) when the job's ``max_duration`` stopped it: the run is
+    then recorded as a deadline stop rather than an interruption.
 
     ``clean_spool`` removes every spool file of the job at the end, even those kept so that
     the next run can resume the images that failed.
@@ -65,7 +70,7 @@ async def run_plan(
     worker = worker or default_worker_id()
     progress = progress or Progress()
     stop = stop or anyio.Event()
-    started = time.monotonic()
+    started, began = time.monotonic(), datetime.now(UTC)
     area = SpoolArea(
         root=plan.spool_dir or Path("spool"),
         job=job.name,
@@ -78,24 +83,7 @@ async def run_plan(
     runner = _item_runner(plan, journal, run_id, area, entries, bucket, progress, stop)
     scheduler = _scheduler(runner, journal=journal, ticket=ticket, worker=worker, terms=terms)
 
-    async def take(items: list[PlanItem]) -> None:
-        """Newly planned items: those in sync are done, the rest is the scheduler's."""
-        for item in items:
-            if item.code is Code.IN_SYNC and item.source is not None:
-                if ticket is None or ticket.planner:
-                    await _record_in_sync(journal, job.name, item, entries.get(item_key(item)))
-                target_id = item.target.id if item.target else item.target_id
-                runner.results.append(
-                    ItemResult.of(item, target_id=target_id, outcome=Outcome.IN_SYNC)
-                )
-        work = [i for i in items if i.code in WORK_CODES]
-        progress.images_total += len(work)
-        progress.bytes_total += sum(
-            (i.source.size or 0) for i in work if i.source and i.code is not Code.UPDATE
-        )
-        if isinstance(scheduler, LocalScheduler):
-            scheduler.add(work)
-
+    take = _intake(runner, scheduler, journal, entries, ticket)
     await take(plan.items)
     listing_error = await _work(plan, scheduler, take, stop)
 
@@ -106,6 +94,9 @@ async def run_plan(
     if plan.complete:
         await quietly(area.tidy(keep, clean=clean_spool), "cannot tidy the spool", None)
 
+    interrupted = not plan.complete or (
+        stop.is_set() and (scheduler.not_started > 0 or ticket is not None)
+    )
     summary = RunSummary(
         job=job.name,
         run_id=run_id,
@@ -113,8 +104,10 @@ async def run_plan(
         plan=plan.items,
         started=started,
         ended=time.monotonic(),
-        interrupted=not plan.complete
-        or (stop.is_set() and (scheduler.not_started > 0 or ticket is not None)),
+        started_at=began,
+        ended_at=datetime.now(UTC),
+        interrupted=interrupted,
+        deadline=interrupted and deadline is not None and deadline.is_set(),
         not_started=scheduler.not_started,
         failed_elsewhere=scheduler.failed_elsewhere,
         journal_commits=journal.commits - commits_before,
@@ -151,6 +144,38 @@ def _scheduler(
         worker=worker,
         terms=terms or LeaseSettings(),
     )
+
+
+def _intake(
+    runner: ItemRunner,
+    scheduler: LocalScheduler | ClaimingScheduler,
+    journal: Journal,
+    entries: Mapping[ItemKey, JournalEntry],
+    ticket: PlanTicket | None,
+) -> OnItems:
+    """What the run does with newly planned items: those in sync are done (recorded by this
+    host, or by the shared plan's planner), the rest counted and given to the scheduler."""
+    job = runner.plan.job.name
+    progress = runner.progress
+
+    async def take(items: list[PlanItem]) -> None:
+        for item in items:
+            if item.code is Code.IN_SYNC and item.source is not None:
+                if ticket is None or ticket.planner:
+                    await _record_in_sync(journal, job, item, entries.get(item_key(item)))
+                target_id = item.target.id if item.target else item.target_id
+                runner.results.append(
+                    ItemResult.of(item, target_id=target_id, outcome=Outcome.IN_SYNC)
+                )
+        work = [i for i in items if i.code in WORK_CODES]
+        progress.images_total += len(work)
+        progress.bytes_total += sum(
+            (i.source.size or 0) for i in work if i.source and i.code is not Code.UPDATE
+        )
+        if isinstance(scheduler, LocalScheduler):
+            scheduler.add(work)
+
+    return take
 
 
 async def _work(
@@ -256,16 +281,15 @@ async def run_job(
     job = plan.job
     job_stop = anyio.Event()
     bucket = TokenBucket(None) if job.bwlimit is not None else None
-    reached = False
+    reached = anyio.Event()
 
     async def relay() -> None:
         await stop.wait()
         job_stop.set()
 
     async def deadline(seconds: float) -> None:
-        nonlocal reached
         await anyio.sleep(seconds)
-        reached = True
+        reached.set()
         if on_deadline is not None:
             on_deadline()
         job_stop.set()
@@ -286,9 +310,10 @@ async def run_job(
             clean_spool=clean_spool,
             ticket=ticket,
             terms=terms,
+            deadline=reached,
         )
         tg.cancel_scope.cancel()
-    return JobRun(summary=summary, deadline=reached and summary.interrupted)
+    return JobRun(summary=summary, deadline=summary.deadline)
 
 
 async def _record_in_sync(

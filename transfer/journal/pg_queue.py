@@ -257,6 +257,8 @@ class PgWorkQueue:
                            ELSE now() + make_interval(secs => %(secs)s) END,
                        state = CASE WHEN p.poisoned THEN 'failed' ELSE e.state END,
                        last_error = CASE WHEN p.poisoned THEN %(poisoned)s ELSE e.last_error END,
+                       failed_step = CASE WHEN p.poisoned THEN NULL ELSE e.failed_step END,
+                       retryable = e.retryable AND NOT p.poisoned,
                        updated_at = CASE WHEN p.poisoned THEN now() ELSE e.updated_at END
                    FROM picked p
                    WHERE e.job = %(job)s AND e.source_id = p.source_id

@@ -111,6 +111,12 @@ PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE entries ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0",
         "ALTER TABLE entries ADD COLUMN takeovers INTEGER NOT NULL DEFAULT 0",
     ),
+    # 3: the step whose failure an entry's last_error reports, and whether that failure was
+    # transient (what ``status`` shows and its exit code).
+    (
+        "ALTER TABLE entries ADD COLUMN failed_step TEXT",
+        "ALTER TABLE entries ADD COLUMN retryable BOOLEAN NOT NULL DEFAULT false",
+    ),
 )
 #: The tables of ``PG_MIGRATIONS``: a schema holding one of them but no ``schema_migrations``
 #: is not a journal.

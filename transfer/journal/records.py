@@ -64,6 +64,8 @@ ENTRY_COLUMNS = (
     "sha512",
     "attempts",
     "last_error",
+    "failed_step",
+    "retryable",
     "updated_at",
 )
 #: Fields ``update_entry`` may change (the key and ``updated_at`` are the journal's own).
@@ -98,7 +100,7 @@ SPOOL_COLUMNS = (
 # How a column's value becomes its field's, beyond what the backend's driver does.
 _TIMESTAMPS = frozenset({"started_at", "finished_at", "updated_at", "lease_expires"})
 _JSON = frozenset({"summary", "detail"})
-_FLAGS = frozenset({"ok", "complete"})
+_FLAGS = frozenset({"ok", "complete", "retryable"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,6 +122,11 @@ class JournalEntry:
     sha512: str | None
     attempts: int
     last_error: str | None
+    #: The step whose failure ``last_error`` reports (None when it did not come from a step).
+    failed_step: str | None = None
+    #: The last failure was transient (network, timeout, 5xx, 429): another run may succeed.
+    #: Meaningful when ``state`` is failed.
+    retryable: bool = False
     updated_at: str
     # The worker holding a live lease on the entry, and until when (None when nobody does:
     # free, or its worker died and the lease ran out).
@@ -249,7 +256,11 @@ def step_changes(
     changes: dict[str, Any] = {}
     if end is not None:
         name, ok, error = end
-        changes = {"last_step": name, "last_error": None} if ok else {"last_error": error}
+        changes = (
+            {"last_step": name, "last_error": None, "failed_step": None}
+            if ok
+            else {"last_error": error, "failed_step": name}
+        )
     changes.update(entry_changes(fields or {}))
     if start is not None:
         changes["state"] = EntryState.RUNNING.value
@@ -295,8 +306,13 @@ def entry_changes(fields: Mapping[str, Any]) -> dict[str, Any]:
         if changes["state"] not in STATES:
             raise ValueError(f"unknown entry state {changes['state']!r}")
         changes["state"] = EntryState(changes["state"]).value
-    if changes.get("last_step") is not None:
-        changes["last_step"] = check_step(changes["last_step"])
+        if changes["state"] == EntryState.FAILED and "retryable" not in changes:
+            changes["retryable"] = False  # a failure is for good unless its writer says not
+    for name in ("last_step", "failed_step"):
+        if changes.get(name) is not None:
+            changes[name] = check_step(changes[name])
+    if "retryable" in changes:
+        changes["retryable"] = bool(changes["retryable"])
     return changes
 
 

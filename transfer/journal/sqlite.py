@@ -87,6 +87,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (job, source_id, host)
         ) WITHOUT ROWID""",
     ),
+    # 3: the step whose failure an entry's last_error reports, and whether that failure was
+    # transient (what ``status`` shows and its exit code).
+    (
+        "ALTER TABLE entries ADD COLUMN failed_step TEXT",
+        "ALTER TABLE entries ADD COLUMN retryable INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
 _KEY = "job = :job AND source_id = :source_id AND target_key = :target_key"
