@@ -1,10 +1,9 @@
-"""What the job commands tell their user: the plan (text and JSON), the live stats line, the
-closing tables of a run and its JSON report, the differences ``verify`` finds, and ``status``."""
+"""What the job commands tell their user: the plan, the live stats line, the closing tables of
+a run and its JSON report, the differences ``verify`` finds, and ``status`` (the JSON of plan,
+verify and status is ``transfer.cli.job_output``'s)."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ from transfer.planner import Code, PlanItem, plan_counts
 from transfer.streams import human_bytes
 
 if TYPE_CHECKING:
-    from transfer.engine.planning import JobPlan
     from transfer.engine.prune import PruneResult
 
 
@@ -158,23 +156,6 @@ def progress_line(progress: Progress) -> str:
     )
 
 
-def plan_json(plan: JobPlan) -> dict[str, object]:
-    return {
-        "job": plan.job.name,
-        "items": [
-            {
-                "code": i.code.value,
-                "target": i.target_key,
-                "source_id": i.source.id if i.source else None,
-                "source_name": i.source.name if i.source else None,
-                "target_id": i.target.id if i.target else i.target_id,
-                "reasons": list(i.reasons),
-            }
-            for i in plan.items
-        ],
-    }
-
-
 def run_report(
     summary: RunSummary, *, deadline: bool, pruned: PruneResult | None, error: str | None
 ) -> dict[str, Any]:
@@ -203,22 +184,6 @@ class JobStatus:
     states: Mapping[str, int]
     entries: Sequence[JournalEntry]
     runs: Sequence[RunRecord]
-
-
-def status_json(statuses: Sequence[JobStatus], *, images: bool) -> str:
-    return json.dumps(
-        [
-            {
-                "job": s.job,
-                "states": dict(sorted(s.states.items())),
-                "runs": [dataclasses.asdict(r) for r in s.runs],
-                "items": [dataclasses.asdict(e) for e in s.entries] if images else None,
-            }
-            for s in statuses
-        ],
-        indent=2,
-        default=str,
-    )
 
 
 def format_status(statuses: Sequence[JobStatus], *, images: bool) -> str:
