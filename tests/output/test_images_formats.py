@@ -156,3 +156,15 @@ def test_delete_by_an_ambiguous_name_deletes_nothing(
     assert code == 0 and tenant.ids["alpha"] in out
     code, out, _ = run(capsys, "show", "alpha", "-f", "value", "--column", "tags")
     assert out.strip() == "by-name"
+
+
+def test_v_is_debug_level_before_or_after_the_subcommand(
+    tenant: Seeded, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "list", "-f", "value", "--column", "name", "-v")
+    assert code == 0 and "alpha" in out
+    assert "http.request" in err and "/v2/images" in err and "debug" in err
+    code, _, err = run(capsys, "-v", "show", "alpha")
+    assert code == 0 and "http.request" in err
+    code, _, err = run(capsys, "show", "alpha")
+    assert code == 0 and "http.request" not in err

@@ -22,7 +22,7 @@ from transfer.cli.job_columns import (
 )
 from transfer.cli.output import check_columns, print_rows, select
 from transfer.cli.report import JobStatus, format_differences, format_plan_summary, format_status
-from transfer.engine.results import Difference, Outcome
+from transfer.engine.results import REPORTED_OUTCOMES, Difference, Outcome
 from transfer.journal.records import STATES, JournalEntry, RunRecord
 from transfer.planner import Code, format_plan
 
@@ -172,14 +172,18 @@ def print_verified(args: argparse.Namespace, jobs: Sequence[Verified]) -> None:
 def _run_json(run: RunRecord) -> dict[str, Any]:
     """A run as the journal keeps it, its counts keyed by the report's outcome spellings (the
     journal stores ``in_sync``, ``handed_over``)."""
-    counts: dict[str, Any] = {}
+    found: dict[str, Any] = {}
     rest: dict[str, Any] = {}
     for key, value in run.summary.items():
         name = key.upper()
         if name in Outcome.__members__:
-            counts[Outcome[name].value] = value
+            found[Outcome[name].value] = value
         else:
             rest[key] = value
+    counts: dict[str, Any] = {
+        o.value: found.pop(o.value) for o in REPORTED_OUTCOMES if o.value in found
+    }
+    counts.update(found)
     return {
         "run_id": run.id,
         "worker": run.worker,
