@@ -155,4 +155,3 @@ async def test_an_unknown_column_of_plan_is_a_usage_error(ran: Ran) -> None:
     wrong = await job(ran, "plan", "--column", "sourceid")
     assert wrong.code == 2
     assert "unknown column 'sourceid'; known columns: job, code, action" in wrong.err
-
