@@ -26,6 +26,7 @@
     ├── ProtocolError               the server answered something that is not the API
     │                               (invalid JSON, missing fields, a foreign `next` link, ...)
     ├── IntegrityError              bytes received differ from what the source declared
+    ├── ImageLookupError            no image, or several, answer to the name a command was given
     ├── Unsettled                   a target stayed saving/uploading/importing past the wait
     ├── SpoolError                  the local spool cannot hold an image (disk space, permissions)
     ├── JournalError                the journal cannot be opened, read or written
@@ -231,6 +232,10 @@ class IntegrityError(TransferError):
     """Bytes received differ from what was declared (size or checksum)."""
 
     image_retryable = True
+
+
+class ImageLookupError(TransferError):
+    """No image has the id or name a command was given, or several images have that name."""
 
 
 class Unsettled(TransferError):

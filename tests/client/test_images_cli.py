@@ -106,7 +106,7 @@ def test_the_images_command_end_to_end(
         "--json",
     )
     assert code == 0
-    created = json.loads(out)
+    created = json.loads(out)["image"]
     image_id = created["id"]
     assert created["status"] == "active" and created["purpose"] == "test"
     assert created["checksum"] == hashlib.md5(data).hexdigest() and created["tags"] == ["cli"]
@@ -139,22 +139,22 @@ def test_the_images_command_end_to_end(
         capsys, "update", image_id, "--set", "flavor=mint", "--unset", "purpose", "--json"
     )
     assert code == 0
-    updated = json.loads(out)
+    updated = json.loads(out)["image"]
     assert updated["flavor"] == "mint" and "purpose" not in updated
     assert sorted(updated["tags"]) == ["cli", "second"]
 
     code, _, _ = run(capsys, "update", image_id, "--set", "visibility=shared")
     assert code == 0
     code, out, _ = run(capsys, "members", "add", image_id, dst.tenant_id, "--json")
-    assert code == 0 and json.loads(out)["status"] == "pending"
+    assert code == 0 and json.loads(out)["member"]["status"] == "pending"
 
     use_tenant(monkeypatch, emu, dst)
     code, out, _ = run(capsys, "members", "accept", image_id, "--json")
     assert code == 0
-    accepted = json.loads(out)
+    accepted = json.loads(out)["member"]
     assert (accepted["member_id"], accepted["status"]) == (dst.tenant_id, "accepted")
     code, out, _ = run(capsys, "list", "--member-status", "accepted", "--json")
-    assert [i["id"] for i in json.loads(out)] == [image_id]
+    assert [i["id"] for i in json.loads(out)["images"]] == [image_id]
 
     use_tenant(monkeypatch, emu, src)
     code, out, _ = run(capsys, "members", "list", image_id)
@@ -217,7 +217,7 @@ def test_token_mode_from_the_environment(
     monkeypatch.setenv("OS_IMAGE_URL", emu.regions["KR1"])
     monkeypatch.setenv("OS_REGION_NAME", "KR1")
     code, out, _ = run(capsys, "show", image_id, "--json")
-    assert code == 0 and json.loads(out)["name"] == "by-token"
+    assert code == 0 and json.loads(out)["image"]["name"] == "by-token"
     assert emu.identity_counters()["requests"].get("token", 0) == 0
 
 
@@ -236,7 +236,7 @@ def test_list_stops_at_the_limit_and_says_so(
     assert [line.split()[1] for line in out.splitlines()[1:]] == ["img-0", "img-1"]
     assert "more than 2 images" in err
     code, out, err = run(capsys, "list", "--limit", "3", "--json", "--insecure")
-    assert code == 0 and len(json.loads(out)) == 3
+    assert code == 0 and len(json.loads(out)["images"]) == 3
     assert "more than" not in err
     assert "warning: TLS certificates are not verified" in err
 
@@ -266,7 +266,7 @@ password_env = "SRC_PW"
     code, out, _ = run(
         capsys, "-c", str(config), "--cloud", "src", "--region", "KR1", "show", image_id, "--json"
     )
-    assert code == 0 and json.loads(out)["name"] == "from-config"
+    assert code == 0 and json.loads(out)["image"]["name"] == "from-config"
 
     # A cloud the file lacks: a usage error naming the defined ones.
     code, _, err = run(capsys, "-c", str(config), "--cloud", "srcc", "--region", "KR1", "list")
@@ -299,7 +299,7 @@ def test_a_token_with_one_endpoint_needs_no_region(
         capsys, "--token-env", "SRC_TOKEN", "--endpoint", endpoint, "show", image_id, "--json"
     )
     assert code == 0, err
-    assert json.loads(out)["name"] == "one-endpoint"
+    assert json.loads(out)["image"]["name"] == "one-endpoint"
     # With two endpoints the region must be named, and the message says which there are.
     code, _, err = run(
         capsys,

@@ -77,7 +77,7 @@ async def test_mixed_images_migrate_between_real_glance_regions_and_tenants(
     assert {t.key: snapshot(await api.copies(t, job)) for t in TARGETS} == before
     planned = await cli(glance, "plan", "-c", str(config), "--json")
     assert planned.code == 0, planned
-    codes = [item["code"] for item in json.loads(planned.out)[0]["items"]]
+    codes = [item["code"] for item in json.loads(planned.out)["jobs"][0]["items"]]
     assert codes == ["="] * len(sources) * len(TARGETS)
 
 

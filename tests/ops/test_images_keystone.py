@@ -58,20 +58,20 @@ async def test_a_clouds_yaml_region_name_is_the_default_region(
     env = {"OS_CLIENT_CONFIG_FILE": str(tmp_path / "clouds.yaml"), "OS_REGION_NAME": "RegionTwo"}
     listed = await cli("images", "-c", str(config), "--cloud", "private", "list", "--json", env=env)
     assert listed.code == 0, listed.err
-    assert [i["name"] for i in json.loads(listed.out)] == ["in-region-one"]
+    assert [i["name"] for i in json.loads(listed.out)["images"]] == ["in-region-one"]
     # The command line still wins over the cloud's region.
     other = await cli(
         "images", "-c", str(config), "--cloud", "private", "--region", "RegionTwo", "list",
         "--json", env=env,
     )  # fmt: skip
     assert other.code == 0, other.err
-    assert json.loads(other.out) == []
+    assert json.loads(other.out)["images"] == []
 
 
 async def test_os_variables_of_a_v3_cloud_drive_the_command(private: Emulator) -> None:
     listed = await cli("images", "list", "--json", env=os_variables(private))
     assert listed.code == 0, listed.err
-    assert [i["name"] for i in json.loads(listed.out)] == ["in-region-one"]
+    assert [i["name"] for i in json.loads(listed.out)["images"]] == ["in-region-one"]
     assert SRC.password not in listed.out + listed.err
 
 

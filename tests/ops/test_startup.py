@@ -135,7 +135,7 @@ async def test_images_list_loads_neither_the_engine_nor_the_journal(
         tmp_path, "images", "-c", str(config), "--cloud", "src", "--region", "KR1", "list", "--json"
     )
 
-    assert [i["id"] for i in json.loads(out) if i["owner"] == SRC.tenant_id] == [image_id]
+    assert [i["id"] for i in json.loads(out)["images"] if i["owner"] == SRC.tenant_id] == [image_id]
     assert "aiohttp" in modules and "transfer.cloud.client" in modules
     assert [m for m in modules if m.startswith(("transfer.engine", "transfer.journal"))] == []
     assert loaded(modules, *HEAVY) == []

@@ -1,10 +1,9 @@
-"""What the job commands tell their user: the plan (text and JSON), the live stats line, the
-closing tables of a run and its JSON report, the differences ``verify`` finds, and ``status``."""
+"""What the job commands tell their user: the plan, the live stats line, the closing tables of
+a run and its JSON report, the differences ``verify`` finds, and ``status`` (the JSON of plan,
+verify and status is ``transfer.cli.job_output``'s)."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ from transfer.planner import Code, PlanItem, plan_counts
 from transfer.streams import human_bytes
 
 if TYPE_CHECKING:
-    from transfer.engine.planning import JobPlan
     from transfer.engine.prune import PruneResult
 
 
@@ -191,23 +189,6 @@ def progress_line(progress: Progress) -> str:
     )
 
 
-def plan_json(plan: JobPlan) -> dict[str, object]:
-    return {
-        "job": plan.job.name,
-        "items": [
-            {
-                "code": i.code.value,
-                "target": i.target_key,
-                "source_id": i.source.id if i.source else None,
-                "source_name": i.source.name if i.source else None,
-                "target_id": i.target.id if i.target else i.target_id,
-                "reasons": list(i.reasons),
-            }
-            for i in plan.items
-        ],
-    }
-
-
 def run_report(
     summary: RunSummary, *, deadline: bool, pruned: PruneResult | None, error: str | None
 ) -> dict[str, Any]:
@@ -249,22 +230,6 @@ class JobStatus:
     runs: Sequence[RunRecord]
 
 
-def status_json(statuses: Sequence[JobStatus], *, images: bool) -> str:
-    return json.dumps(
-        [
-            {
-                "job": s.job,
-                "states": dict(sorted(s.states.items())),
-                "runs": [dataclasses.asdict(r) for r in s.runs],
-                "items": [dataclasses.asdict(e) for e in s.entries] if images else None,
-            }
-            for s in statuses
-        ],
-        indent=2,
-        default=str,
-    )
-
-
 def format_status(statuses: Sequence[JobStatus], *, images: bool) -> str:
     if not statuses:
         return "the journal holds no job yet"
@@ -289,7 +254,7 @@ def _by_name(entry: JournalEntry) -> tuple[str, str]:
     return (entry.source_name or "", entry.target_key)
 
 
-def _step_shown(e: JournalEntry) -> str | None:
+def step_shown(e: JournalEntry) -> str | None:
     """A failed entry's failing step; else the last step it completed."""
     return e.failed_step if e.state == EntryState.FAILED else e.last_step
 
@@ -299,5 +264,5 @@ def _status_line(e: JournalEntry) -> str:
     held = f"  [held by {e.lease_owner}]" if e.lease_owner else ""
     return (
         f"  {e.state:8} {e.source_name or e.source_id} -> {e.target_key} "
-        f"{e.target_id or '-'} step={_step_shown(e) or '-'}{err}{held}"
+        f"{e.target_id or '-'} step={step_shown(e) or '-'}{err}{held}"
     )

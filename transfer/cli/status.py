@@ -15,9 +15,12 @@ from collections.abc import Sequence
 
 import anyio
 
+from transfer.cli.job_columns import STATUS_ANY_COLUMN
+from transfer.cli.job_output import print_status
 from transfer.cli.main import ExitCode
 from transfer.cli.options import Command, common_arguments
-from transfer.cli.report import JobStatus, format_status, status_json
+from transfer.cli.output import add_output_options
+from transfer.cli.report import JobStatus
 from transfer.config.loader import load_config
 from transfer.journal import open_journal
 from transfer.journal.records import EntryState
@@ -26,7 +29,15 @@ from transfer.journal.records import EntryState
 def _configure_status(parser: argparse.ArgumentParser) -> None:
     common_arguments(parser)
     parser.add_argument("--images", action="store_true", help="one line per image and target")
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    add_output_options(parser, STATUS_ANY_COLUMN)
+    parser.epilog = (
+        "examples:\n"
+        "  image-transfer status -c config.toml\n"
+        "  image-transfer status -c config.toml --job kr1-to-kr2 --images\n"
+        "  image-transfer status -c config.toml -f csv --images --column source_name "
+        "--column state\n"
+        "  image-transfer status -c config.toml -f json"
+    )
 
 
 def _run_status(args: argparse.Namespace) -> int:
@@ -58,10 +69,7 @@ def _run_status(args: argparse.Namespace) -> int:
     statuses = anyio.run(main)
     if statuses is None:
         return ExitCode.USAGE
-    if args.json:
-        print(status_json(statuses, images=args.images))
-    else:
-        print(format_status(statuses, images=args.images))
+    print_status(args, statuses)
     return exit_code(statuses)
 
 
