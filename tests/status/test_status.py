@@ -110,7 +110,7 @@ async def test_a_max_duration_stop_is_recorded_and_shown_as_a_deadline(
     [run_line] = [line for line in seen.out.splitlines() if line.strip().startswith("run ")]
     assert run_line.endswith(" deadline") and "interrupted" not in run_line, seen.out
     listed = json.loads((await status(config, "--json")).out)
-    assert [r["outcome"] for r in listed[0]["runs"]] == ["deadline"]
+    assert [r["outcome"] for r in listed["jobs"][0]["runs"]] == ["deadline"]
 
 
 def parse_stamp(text: str) -> datetime:
