@@ -75,38 +75,7 @@ def _configure(parser: argparse.ArgumentParser, *, sync: bool) -> None:
         help="the clouds.yaml entry an empty CLOUD (':KR1') names (default: $OS_CLOUD, else "
         "the OS_* variables)",
     )
-    chosen = parser.add_argument_group("which images (every one given must hold)")
-    chosen.add_argument(
-        "--include",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help="copy images whose name matches GLOB (repeatable; default: every active image)",
-    )
-    chosen.add_argument(
-        "--exclude",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help="skip images whose name matches GLOB (repeatable; wins over --include)",
-    )
-    chosen.add_argument(
-        "--id",
-        dest="ids",
-        action="append",
-        default=[],
-        metavar="ID",
-        help="only this image id (repeatable)",
-    )
-    chosen.add_argument(
-        "--property",
-        dest="properties",
-        action="append",
-        default=[],
-        type=_property,
-        metavar="K=V",
-        help="only images whose property K is V (repeatable: every one must hold)",
-    )
+    _selection_arguments(parser)
     how = parser.add_argument_group("how")
     how.add_argument(
         "--dry-run", action="store_true", help="show the plan (as `plan` does), change nothing"
@@ -142,6 +111,41 @@ def _configure(parser: argparse.ArgumentParser, *, sync: bool) -> None:
     )
     if not sync:
         parser.set_defaults(max_delete=None)
+
+
+def _selection_arguments(parser: argparse.ArgumentParser) -> None:
+    chosen = parser.add_argument_group("which images (every one given must hold)")
+    chosen.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="copy images whose name matches GLOB (repeatable; default: every active image)",
+    )
+    chosen.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="skip images whose name matches GLOB (repeatable; wins over --include)",
+    )
+    chosen.add_argument(
+        "--id",
+        dest="ids",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only this image id (repeatable)",
+    )
+    chosen.add_argument(
+        "--property",
+        dest="properties",
+        action="append",
+        default=[],
+        type=_property,
+        metavar="K=V",
+        help="only images whose property K is V (repeatable: every one must hold)",
+    )
 
 
 def _select(args: argparse.Namespace) -> SelectConfig:

@@ -82,7 +82,7 @@ class CloudResolver:
         elif name == ENV_CLOUD:
             creds = self.read(spec, name, {"from_env": True}, os_cloud=False)
         else:
-            raise spec.error(f"no cloud named {name!r}: {self.known()}")
+            raise spec.error(f"no cloud named {name!r} ({self.known()})")
         self.resolved[name] = creds
         return creds
 
@@ -113,7 +113,7 @@ class CloudResolver:
             places.append(f"clouds of {self.yaml_path}: {', '.join(self.yaml) or 'none'}")
         else:
             places.append("no clouds.yaml found")
-        places.append(f"{ENV_CLOUD} for the OS_* variables")
+        places.append(f"or {ENV_CLOUD} for the OS_* variables")
         return "; ".join(places)
 
     def no_entry(self, entry: str) -> str:
