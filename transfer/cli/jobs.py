@@ -1,4 +1,6 @@
 """The ``run`` command: run jobs, or resume them where they stopped (parse, call, exit code).
+``execute`` is its path from a loaded config to the exit code, which ``copy`` and ``sync``
+(``transfer.cli.copy``) take too; ``run --dry-run`` is ``plan`` (``as_plan``).
 
 ``plan`` and ``verify`` (``transfer.cli.plan``) need the planner but not the runner; ``status``
 (``transfer.cli.status``) reads only the journal: each command imports what it uses.  ``run``
