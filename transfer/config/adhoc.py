@@ -13,6 +13,7 @@ Every entry goes through the same reader as a config file's clouds.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -62,9 +63,21 @@ class CloudResolver:
         self.config = config
         self.environ = environ
         self.folder = config.path.absolute().parent if config is not None else None
-        self.yaml_path, self.yaml = load_clouds_yaml(environ, self.folder)
         self.resolved: dict[str, Credentials] = {}
         self.warnings: list[str] = []
+
+    @functools.cached_property
+    def _found(self) -> tuple[Path | None, dict[str, Any]]:
+        """The clouds.yaml, read only when a CLOUD is not one of the config's."""
+        return load_clouds_yaml(self.environ, self.folder)
+
+    @property
+    def yaml_path(self) -> Path | None:
+        return self._found[0]
+
+    @property
+    def yaml(self) -> dict[str, Any]:
+        return self._found[1]
 
     def cloud(self, spec: Spec) -> Credentials:
         name, _ = spec.parts()
