@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from tests.conftest import token
 from tests.copy.helpers import (
     by_source,
     job_name,
@@ -20,6 +21,7 @@ from tests.copy.helpers import (
     run,
     write_clouds_yaml,
 )
+from tests.emulator.helpers import Api
 from tests.engine.helpers import DST, SRC, Target, copy_problems, new_emulator, received
 from transfer.emulator import Emulator
 from transfer.journal.sqlite import SqliteJournal
@@ -142,9 +144,6 @@ async def test_sync_prunes_a_marked_copy_whose_source_is_gone_and_nothing_else(
 
 
 async def _delete(emu: Emulator, http: aiohttp.ClientSession, region: str, image: str) -> int:
-    from tests.conftest import token
-    from tests.emulator.helpers import Api
-
     api = Api(http, emu.regions[region], await token(emu, SRC, http))
     return (await api.call("DELETE", f"/v2/images/{image}")).status
 
