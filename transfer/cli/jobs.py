@@ -181,7 +181,7 @@ def as_plan(args: argparse.Namespace) -> int:
     plan.configure(parser)
     known = {action.dest for action in parser._actions}
     given = {key: value for key, value in vars(args).items() if key in known}
-    defaults = vars(parser.parse_args(["-c", str(args.config or "")]))
+    defaults = vars(parser.parse_args(["--config", str(args.config or "")]))
     merged = argparse.Namespace(**{**defaults, **given})
     merged.built_config = getattr(args, "built_config", None)
     return plan.run(merged)
