@@ -107,8 +107,9 @@ def test_clouds_yaml_is_looked_for_beside_the_config_file(
     with pytest.raises(ConfigError) as caught:
         load_credentials(config, "src", environ=environ)
     assert (
-        f"{config}: clouds.src.os_cloud: no clouds.yaml found (OS_CLIENT_CONFIG_FILE, "
-        "./clouds.yaml, ~/.config/openstack/clouds.yaml, /etc/openstack/clouds.yaml)"
+        f"{config}: clouds.src.os_cloud: no clouds.yaml found (OS_CLIENT_CONFIG_FILE, then "
+        "clouds.yaml beside the config file, in ., ~/.config/openstack, /etc/xdg/openstack, "
+        "/etc/openstack)"
     ) in caught.value.problems
 
 

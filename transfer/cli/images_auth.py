@@ -1,5 +1,6 @@
 """The ``images`` command's credentials: its auth flags over the ``OS_*`` variables of the
-openstack CLI (which ``transfer.config.sources.openstack_environment`` reads; flags win), checked
+openstack CLI (which ``transfer.config.sources.openstack_environment`` reads; flags win), or over
+the clouds.yaml entry ``--os-cloud``/``OS_CLOUD`` names, checked
 by the same Keystone rules as a config's clouds (``transfer.config.keystone``), and the region
 a command works in."""
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from transfer.config.keystone import V3_KEYS, Mode, keystone_problems
 from transfer.config.settings import NHN_IDENTITY_URL, Credentials, Secret, identity_version
-from transfer.config.sources import openstack_environment
+from transfer.config.sources import clouds_yaml_entry, load_clouds_yaml, openstack_environment
 from transfer.errors import ConfigError
 
 
@@ -139,6 +140,39 @@ def _check_keystone(keys: Mapping[str, Any], mode: Mode) -> None:
         raise ConfigError(f"{_OS_NAMES[key]}: {message}" if key else message)
 
 
+def _raise(message: str) -> None:
+    raise ConfigError(message)
+
+
+def _os_cloud_keys(name: str, env: Mapping[str, str]) -> dict[str, Any]:
+    """Our keys from the clouds.yaml entry ``name`` (secure.yaml merged over it), found where
+    the openstack CLI looks for it."""
+    path, clouds = load_clouds_yaml(env)
+    if path is None:
+        raise ConfigError(f"--os-cloud/OS_CLOUD {name!r}: no clouds.yaml found")
+    entry = clouds.get(name)
+    if not isinstance(entry, dict):
+        known = ", ".join(clouds) or "none"
+        raise ConfigError(f"--os-cloud/OS_CLOUD: {path} has no cloud named {name!r} ({known})")
+    return clouds_yaml_entry(entry, lambda message: _raise(f"{path}: {name}: {message}"))
+
+
+def add_os_cloud_option(parser: Any, default: Any = None) -> None:
+    """``--os-cloud NAME`` on the ``images`` parser (or its authentication group)."""
+    parser.add_argument(
+        "--os-cloud",
+        metavar="NAME",
+        default=default,
+        help="take the credentials and region_name from this clouds.yaml entry, as the "
+        "openstack CLI does (OS_CLOUD); the other flags win over it",
+    )
+
+
+def chosen_cloud(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
+    """The clouds.yaml entry ``--os-cloud`` (or ``OS_CLOUD``) names; None when neither does."""
+    return flag_value(args, "os_cloud") or env.get("OS_CLOUD") or None
+
+
 def credentials_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Credentials:
     """``Credentials`` from the auth flags over the ``OS_*`` variables (flags win).
 
@@ -146,10 +180,15 @@ def credentials_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> C
     auth; else an application credential (``OS_APPLICATION_CREDENTIAL_SECRET`` with its id);
     otherwise a token (``--token-env``, else ``OS_AUTH_TOKEN``) selects token mode.  Keystone
     v3's domains come from ``OS_USER_DOMAIN_NAME`` and the other ``OS_*`` the openstack CLI
-    reads.
+    reads.  With ``--os-cloud NAME`` (or ``OS_CLOUD``), the clouds.yaml entry NAME takes the
+    place of the ``OS_*`` variables, as in the openstack CLI; the flags still win over it.
     """
     region = _region(args, env)
-    keys = openstack_environment(_environment_as_read(env, region))
+    cloud = chosen_cloud(args, env)
+    if cloud is not None:
+        keys = _os_cloud_keys(cloud, env)
+    else:
+        keys = openstack_environment(_environment_as_read(env, region))
     secret = _secret_from_flags(args, env)
     if secret:
         for key in _SECRETS:
@@ -179,7 +218,11 @@ def credentials_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> C
     if mode is not Mode.TOKEN:
         _check_keystone(keys, mode)
     return Credentials(
-        name=tenant_name or tenant_id or keys.get("application_credential_name") or "default",
+        name=cloud
+        or tenant_name
+        or tenant_id
+        or keys.get("application_credential_name")
+        or "default",
         identity_url=keys["identity_url"],
         password=keys.get("password"),
         token=keys.get("token"),

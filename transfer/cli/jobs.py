@@ -1,4 +1,6 @@
 """The ``run`` command: run jobs, or resume them where they stopped (parse, call, exit code).
+``execute`` is its path from a loaded config to the exit code, which ``copy`` and ``sync``
+(``transfer.cli.copy``) take too; ``run --dry-run`` is ``plan`` (``as_plan``).
 
 ``plan`` and ``verify`` (``transfer.cli.plan``) need the planner but not the runner; ``status``
 (``transfer.cli.status``) reads only the journal: each command imports what it uses.  ``run``
@@ -37,17 +39,11 @@ if TYPE_CHECKING:
 def _configure_run(parser: argparse.ArgumentParser) -> None:
     common_arguments(parser)
     parser.add_argument(
-        "--restart", action="store_true", help="forget the journal of the job and plan afresh"
+        "--dry-run",
+        action="store_true",
+        help="show what the jobs would do and change nothing (the same as `plan`)",
     )
-    parser.add_argument(
-        "--report", type=Path, metavar="FILE", help="write a JSON report (schema in the README)"
-    )
-    parser.add_argument(
-        "--metrics-file",
-        type=Path,
-        metavar="FILE",
-        help="write Prometheus metrics (for node_exporter's textfile collector)",
-    )
+    run_arguments(parser)
     parser.add_argument(
         "--worker-id",
         metavar="ID",
@@ -67,6 +63,26 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
         "(default: the journal's max_takeovers, 3)",
     )
     parser.add_argument(
+        "--prune", action="store_true", help="delete targets whose source is gone or superseded"
+    )
+    max_delete_argument(parser)
+
+
+def run_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The options of ``run`` that ``copy`` and ``sync`` share."""
+    parser.add_argument(
+        "--restart", action="store_true", help="forget the journal of the job and plan afresh"
+    )
+    parser.add_argument(
+        "--report", type=Path, metavar="FILE", help="write a JSON report (schema in the README)"
+    )
+    parser.add_argument(
+        "--metrics-file",
+        type=Path,
+        metavar="FILE",
+        help="write Prometheus metrics (for node_exporter's textfile collector)",
+    )
+    parser.add_argument(
         "--bwlimit",
         metavar="RATE",
         help='bytes/s for all transfers together ("10M", "off") or a timetable '
@@ -78,18 +94,18 @@ def _configure_run(parser: argparse.ArgumentParser) -> None:
         help='start no new image after this long ("6h", "90m", seconds); overrides the job\'s',
     )
     parser.add_argument(
-        "--prune", action="store_true", help="delete targets whose source is gone or superseded"
-    )
-    parser.add_argument(
-        "--max-delete", type=int, metavar="N", help="refuse to prune more than N images"
-    )
-    parser.add_argument(
         "--no-progress", action="store_true", help="no progress display while running"
     )
     parser.add_argument(
         "--clean",
         action="store_true",
         help="remove the job's spool files at the end, even those kept to resume failed images",
+    )
+
+
+def max_delete_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument(
+        "--max-delete", type=int, metavar="N", help="refuse to prune more than N images"
     )
 
 
@@ -146,7 +162,34 @@ def _lease_terms(config: Config, args: argparse.Namespace) -> LeaseSettings:
 
 
 def _run_run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return as_plan(args)
     config, jobs = load_jobs(args)
+    if not args.job and len(jobs) > 1:
+        print(f"image-transfer: running the {len(jobs)} jobs of {args.config}:", file=sys.stderr)
+        for job in jobs:
+            targets = ", ".join(t.key for t in job.targets)
+            print(f"  {job.name}: {job.source.key} -> {targets}", file=sys.stderr)
+    return execute(config, jobs, args)
+
+
+def as_plan(args: argparse.Namespace) -> int:
+    """``plan`` with the options of this command that ``plan`` has (a dry run)."""
+    from transfer.cli.plan import plan
+
+    parser = argparse.ArgumentParser(add_help=False)
+    plan.configure(parser)
+    known = {action.dest for action in parser._actions}
+    given = {key: value for key, value in vars(args).items() if key in known}
+    defaults = vars(parser.parse_args(["--config", str(args.config or "")]))
+    merged = argparse.Namespace(**{**defaults, **given})
+    merged.built_config = getattr(args, "built_config", None)
+    return plan.run(merged)
+
+
+def execute(config: Config, jobs: list[JobConfig], args: argparse.Namespace) -> int:
+    """Run ``jobs`` of ``config`` with the command line's overrides: ``run``'s path, which
+    ``copy`` and ``sync`` take too (the live display, the journal, the report, the exit code)."""
     jobs = [_job_overrides(job, args) for job in jobs]
     terms = _lease_terms(config, args)
     config = dataclasses.replace(config, journal=dataclasses.replace(config.journal, lease=terms))

@@ -44,6 +44,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("transfer.cli.demo", "run a real migration between emulated regions and tenants"),
     "plan": ("transfer.cli.plan:plan", "show what a job would do (dry run)"),
     "run": ("transfer.cli.jobs:run", "run a job, or resume it where it stopped"),
+    "copy": ("transfer.cli.copy:copy", "copy images between CLOUD:REGIONs, no config needed"),
+    "sync": ("transfer.cli.copy:sync", "copy, then prune the copies whose source is gone"),
     "status": ("transfer.cli.status:status", "show where jobs stand, from the journal"),
     "verify": ("transfer.cli.plan:verify", "deep-compare a job's sources and targets"),
     "emulator": ("transfer.emulator.cli", "run an emulated cloud: NHN or a private OpenStack"),

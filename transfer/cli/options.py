@@ -5,6 +5,7 @@ name.  Kept apart from the commands so that ``status`` needs neither the engine 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,12 +39,38 @@ def common_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     parser.add_argument("--log-format", choices=tuple(LogFormat), help="override [log] format")
+    os_cloud_argument(
+        parser,
+        help_text="the clouds.yaml entry the config's `from_env = true` clouds read, instead "
+        "of the OS_* variables (default: $OS_CLOUD)",
+    )
+
+
+def os_cloud_argument(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *,
+    help_text: str = "the clouds.yaml entry to use, as the openstack CLI's --os-cloud "
+    "(default: $OS_CLOUD)",
+    default: object = None,
+) -> None:
+    """``--os-cloud NAME``: the clouds.yaml entry a command uses when none is named otherwise."""
+    parser.add_argument("--os-cloud", metavar="NAME", default=default, help=help_text)
+
+
+def openstack_environ(args: argparse.Namespace) -> dict[str, str]:
+    """The environment with ``--os-cloud`` (when given) as ``OS_CLOUD``."""
+    environ = dict(os.environ)
+    if getattr(args, "os_cloud", None):
+        environ["OS_CLOUD"] = args.os_cloud
+    return environ
 
 
 def load_jobs(args: argparse.Namespace) -> tuple[Config, list[JobConfig]]:
     """The config ``-c`` names (its warnings printed, its logging set up) and the jobs
-    ``--job`` names (every job when none is named)."""
-    config = load_config(args.config)
+    ``--job`` names (every job when none is named).  ``copy`` and ``sync`` build their config
+    from their arguments and hand it over as ``args.built_config``."""
+    built: Config | None = getattr(args, "built_config", None)
+    config = built or load_config(args.config, environ=openstack_environ(args))
     for warning in config.warnings:
         print(f"image-transfer: warning: {warning}", file=sys.stderr)
     configure_logging(

@@ -249,8 +249,25 @@ class JobReader:
             exclude_names=checks.strings(table, "exclude_names", where),
             ids=checks.strings(table, "ids", where),
             exclude_ids=checks.strings(table, "exclude_ids", where),
+            properties=MappingProxyType(self.properties(table.get("properties"), where)),
         )
         return select if len(checks.problems) == before else None
+
+    def properties(self, value: Any, where: str) -> dict[str, str]:
+        """``[jobs.select] properties``: KEY = "VALUE" pairs a source must carry."""
+        where = join(where, "properties")
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.checks.problem(where, f'expected a table of KEY = "VALUE", got {got(value)}')
+            return {}
+        result: dict[str, str] = {}
+        for key, wanted in value.items():
+            if not isinstance(wanted, str):
+                self.checks.problem(join(where, key), f"expected a string, got {got(wanted)}")
+            else:
+                result[key] = wanted
+        return result
 
     def copy(self, value: Any, where: str) -> CopyConfig | None:
         checks = self.checks

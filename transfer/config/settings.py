@@ -288,6 +288,8 @@ class SelectConfig:
     exclude_names: tuple[str, ...] = ()
     ids: tuple[str, ...] = ()
     exclude_ids: tuple[str, ...] = ()
+    #: Custom properties a source must have, with exactly these (string) values.
+    properties: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def api_filters(self) -> dict[str, str | int | list[str]]:
         """Query parameters for the list call (``tag`` repeats; no ``limit`` or ``marker``)."""
@@ -309,6 +311,9 @@ class SelectConfig:
 
     def matches(self, image: Image) -> bool:
         """Whether a listed image is selected (re-checks the API filters the server may ignore).
+
+        Every filter given must hold.  A name must match one of ``names`` (when any are given)
+        and none of ``exclude_names``: an image both match is excluded.
 
         Public images (the provider's own) are selected only when ``visibility = "public"`` is
         asked for or their id is listed in ``ids``: users cannot create public images, and a
@@ -336,6 +341,10 @@ class SelectConfig:
             return False
         if self.tags and not set(self.tags) <= set(image.tags):
             return False
+        if self.properties:
+            have = image.properties
+            if any(k not in have or str(have[k]) != v for k, v in self.properties.items()):
+                return False
         name = image.name or ""
         if self.names and not any(fnmatch.fnmatchcase(name, glob) for glob in self.names):
             return False

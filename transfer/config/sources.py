@@ -1,7 +1,9 @@
 """The OpenStack conventions a cloud's credentials may come from, read in one place: a
-``clouds.yaml`` entry (``os_cloud``: where openstacksdk looks for the file, and our keys from
-its entry) and the ``OS_*`` variables of the openstack CLI (``from_env``, and the ``images``
-command, whose flags win over them).  Imported secrets arrive as ``Secret`` objects.
+``clouds.yaml`` entry (``os_cloud``: where openstacksdk looks for the file and its
+``secure.yaml``, and our keys from its entry) and the ``OS_*`` variables of the openstack CLI
+(``from_env``, which reads the entry ``OS_CLOUD`` names when it is set, as the CLI does; the
+``images`` command, whose flags win over them; ``copy``'s CLOUDs).  Imported secrets arrive as
+``Secret`` objects.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from transfer.config.checks import Checks, join
 from transfer.config.settings import Secret, identity_version
 from transfer.errors import ConfigError
 
-#: The places ``find_clouds_yaml`` tries, in its order, as a problem names them.
+#: The places ``find_clouds_yaml`` tries, in its order, as a problem names them (each folder
+#: with clouds.yaml, clouds.yml and clouds.json, as openstacksdk does).
 CLOUDS_YAML_PLACES = (
-    "OS_CLIENT_CONFIG_FILE, ./clouds.yaml, ~/.config/openstack/clouds.yaml, "
-    "/etc/openstack/clouds.yaml"
+    "OS_CLIENT_CONFIG_FILE, then clouds.yaml beside the config file, in ., "
+    "~/.config/openstack, /etc/xdg/openstack, /etc/openstack"
 )
 #: The keys of a cloud table that give its secret: a password, an application credential's
 #: secret, or a pre-issued token.
@@ -175,38 +178,91 @@ def openstack_environment(environ: Mapping[str, str], report: Report = _raise) -
     return result
 
 
-def find_clouds_yaml(environ: Mapping[str, str], config_folder: Path) -> Path | None:
-    """The clouds.yaml openstacksdk would read (``./clouds.yaml`` is beside the config file)."""
+def _config_folders(environ: Mapping[str, str], config_folder: Path | None) -> list[Path]:
+    """The folders openstacksdk searches, in its order (the current directory, the user's
+    config folder, the site's), with a config file's own folder first when there is one."""
     home = Path(environ.get("HOME") or Path.home())
-    candidates = [
-        environ.get("OS_CLIENT_CONFIG_FILE"),
-        str(config_folder / "clouds.yaml"),
-        str(home / ".config/openstack/clouds.yaml"),
-        "/etc/openstack/clouds.yaml",
+    xdg_home = environ.get("XDG_CONFIG_HOME") or ""
+    user = Path(xdg_home) if Path(xdg_home).is_absolute() else home / ".config"
+    site = [Path(d) for d in (environ.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(":") if d]
+    folders = [Path.cwd(), user / "openstack", home / ".config" / "openstack"]
+    folders += [d / "openstack" for d in site if d.is_absolute()]
+    folders.append(Path("/etc/openstack"))
+    if config_folder is not None:
+        folders.insert(0, config_folder)
+    return list(dict.fromkeys(folders))
+
+
+def _find(
+    environ: Mapping[str, str], stem: str, override: str, config_folder: Path | None
+) -> Path | None:
+    """The first ``STEM.yaml``/``.yml``/``.json`` of the search, after the file ``override``
+    (an environment variable) names."""
+    candidates = [Path(environ[override])] if environ.get(override) else []
+    candidates += [
+        folder / f"{stem}{suffix}"
+        for folder in _config_folders(environ, config_folder)
+        for suffix in (".yaml", ".yml", ".json")
     ]
-    for candidate in filter(None, candidates):
-        path = Path(candidate)
-        if path.is_file():
-            return path
-    return None
+    return next((path for path in candidates if path.is_file()), None)
 
 
-def read_clouds_yaml(checks: Checks, entry: str, where: str) -> dict[str, Any]:
-    """Our keys from the ``entry`` of the clouds.yaml found; ``{}`` and a problem otherwise."""
-    path = find_clouds_yaml(checks.environ, checks.base)
-    if path is None:
-        checks.problem(where, f"no clouds.yaml found ({CLOUDS_YAML_PLACES})")
-        return {}
-    import yaml  # here: only a config that names a clouds.yaml entry pays for the parser
+def find_clouds_yaml(environ: Mapping[str, str], config_folder: Path | None) -> Path | None:
+    """The clouds.yaml openstacksdk would read (with a config file: its folder first)."""
+    return _find(environ, "clouds", "OS_CLIENT_CONFIG_FILE", config_folder)
+
+
+def _merged(base: Any, over: Any) -> Any:
+    """``over`` merged into ``base`` key by key, nested tables too (secure.yaml's rule)."""
+    if not isinstance(base, dict) or not isinstance(over, dict):
+        return over
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = _merged(base.get(key), value) if key in base else value
+    return merged
+
+
+def _parse_yaml(path: Path) -> dict[str, Any]:
+    import yaml  # here: only a command that reads a clouds.yaml pays for the parser
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        checks.problem(where, f"cannot read {path}: {type(exc).__name__}")
-        return {}
+        raise ConfigError(f"cannot read {path}: {type(exc).__name__}") from None
     clouds = data.get("clouds") if isinstance(data, dict) else None
-    if not isinstance(clouds, dict) or not isinstance(clouds.get(entry), dict):
-        known = ", ".join(clouds) if isinstance(clouds, dict) else "none"
+    return clouds if isinstance(clouds, dict) else {}
+
+
+def load_clouds_yaml(
+    environ: Mapping[str, str], config_folder: Path | None = None
+) -> tuple[Path | None, dict[str, Any]]:
+    """The clouds.yaml found (None when none is) and its clouds, with the secure.yaml found
+    (``OS_CLIENT_SECURE_FILE``, then the same folders) merged over them; a ConfigError when a
+    file found cannot be read."""
+    path = find_clouds_yaml(environ, config_folder)
+    if path is None:
+        return None, {}
+    clouds = _parse_yaml(path)
+    secure = _find(environ, "secure", "OS_CLIENT_SECURE_FILE", config_folder)
+    if secure is not None:
+        merged = _merged(clouds, _parse_yaml(secure))
+        assert isinstance(merged, dict)
+        clouds = merged
+    return path, clouds
+
+
+def read_clouds_yaml(checks: Checks, entry: str, where: str) -> dict[str, Any]:
+    """Our keys from the ``entry`` of the clouds.yaml found; ``{}`` and a problem otherwise."""
+    try:
+        path, clouds = load_clouds_yaml(checks.environ, checks.base)
+    except ConfigError as exc:
+        checks.problem(where, str(exc))
+        return {}
+    if path is None:
+        checks.problem(where, f"no clouds.yaml found ({CLOUDS_YAML_PLACES})")
+        return {}
+    if not isinstance(clouds.get(entry), dict):
+        known = ", ".join(clouds) or "none"
         checks.problem(where, f"{path} has no cloud named {entry!r} (clouds: {known})")
         return {}
     return clouds_yaml_entry(
@@ -226,11 +282,16 @@ def import_conventions(checks: Checks, body: dict[str, Any], where: str) -> dict
         if entry is not None:
             imported = read_clouds_yaml(checks, entry, join(where, "os_cloud"))
     elif checks.boolean(body, "from_env", where, False):
-        imported = openstack_environment(
-            checks.environ, lambda message: checks.problem(join(where, "from_env"), message)
-        )
-        if not imported:
-            checks.problem(join(where, "from_env"), "no OS_* variables are set")
+        if checks.environ.get("OS_CLOUD"):
+            # The openstack CLI's rule: OS_CLOUD names the clouds.yaml entry to use.
+            entry = checks.environ["OS_CLOUD"]
+            imported = read_clouds_yaml(checks, entry, join(where, "from_env"))
+        else:
+            imported = openstack_environment(
+                checks.environ, lambda message: checks.problem(join(where, "from_env"), message)
+            )
+            if not imported:
+                checks.problem(join(where, "from_env"), "no OS_* variables are set")
     merged = {k: v for k, v in body.items() if k not in ("os_cloud", "from_env")}
     has_secret = any(k in merged for k in (*PASSWORD_KEYS, *APPLICATION_SECRET_KEYS, *TOKEN_KEYS))
     for key, value in imported.items():
