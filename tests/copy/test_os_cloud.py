@@ -46,10 +46,12 @@ def home(tmp_path: Path, emu: Emulator) -> Path:
 async def test_images_takes_the_os_cloud_entry_and_its_region_name(home: Path) -> None:
     listed = await run(home, "images", "list", "--json", OS_CLOUD="nhn")
     assert listed.code == 0, listed.err
-    assert {i["name"] for i in json.loads(listed.out)} == {"src-kr1-image"}  # region_name KR1
+    assert {i["name"] for i in json.loads(listed.out)["images"]} == {
+        "src-kr1-image"
+    }  # region_name KR1
     other = await run(home, "images", "list", "--json", "--region", "KR1", OS_CLOUD="other")
     assert other.code == 0, other.err
-    assert {i["name"] for i in json.loads(other.out)} == {"dst-kr1-image"}
+    assert {i["name"] for i in json.loads(other.out)["images"]} == {"dst-kr1-image"}
     missing = await run(home, "images", "list", OS_CLOUD="nope")
     assert missing.code == 2
     assert "has no cloud named 'nope' (nhn, other)" in missing.err

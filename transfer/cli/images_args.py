@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from transfer.cli.images_auth import add_os_cloud_option
 from transfer.cli.images_output import (
     add_image_list_output,
     add_image_record_output,
@@ -46,6 +47,7 @@ def _add_auth_options(parser: argparse.ArgumentParser, *, nested: bool) -> None:
     group.add_argument(
         "--cloud", metavar="NAME", default=default, help="a [clouds.NAME] table of --config"
     )
+    add_os_cloud_option(group, default=default)
     group.add_argument(
         "--identity-url",
         default=default,

@@ -18,7 +18,7 @@ import anyio
 from transfer.cli.job_columns import STATUS_ANY_COLUMN
 from transfer.cli.job_output import print_status
 from transfer.cli.main import ExitCode
-from transfer.cli.options import Command, common_arguments
+from transfer.cli.options import Command, common_arguments, openstack_environ
 from transfer.cli.output import add_output_options
 from transfer.cli.report import JobStatus
 from transfer.config.loader import load_config
@@ -41,7 +41,7 @@ def _configure_status(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    config = load_config(args.config, resolve_secrets=False)
+    config = load_config(args.config, resolve_secrets=False, environ=openstack_environ(args))
 
     async def main() -> list[JobStatus] | None:
         statuses = []
