@@ -133,7 +133,7 @@ async def _run_one(
         )
 
     async with anyio.create_task_group() as tg:
-        if not args.no_progress:
+        if not (args.no_progress or args.quiet):
             tg.start_soon(show_progress, progress)
         ran = outcome.run = await run_job(
             plan,
@@ -148,8 +148,8 @@ async def _run_one(
         )
         tg.cancel_scope.cancel()
     summary = ran.summary
-    if sys.stderr.isatty() and not args.no_progress:
-        print(file=sys.stderr)
+    # The display has stopped: its region is replaced by its final header, so the table
+    # below starts on a line of its own.
     print(format_summary(summary))
     if ran.deadline:
         print(
