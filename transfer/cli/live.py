@@ -44,10 +44,11 @@ _GAP = "  "
 _FAILURES_SHOWN = 3
 
 
-def _cut(text: str, width: int, *, style: str = "") -> Text:
-    """``text`` on one line of exactly ``width`` cells, cut with an ellipsis if longer."""
+def _cut(text: str, width: int, *, style: str = "", pad: bool = False) -> Text:
+    """``text`` on one line of at most (with ``pad``: exactly) ``width`` cells, cut with an
+    ellipsis if longer."""
     line = Text(" ".join(text.splitlines()), style=style, no_wrap=True, overflow="ellipsis")
-    line.truncate(max(width, 1), overflow="ellipsis", pad=True)
+    line.truncate(max(width, 1), overflow="ellipsis", pad=pad)
     return line
 
 
@@ -104,7 +105,7 @@ def _row(cells: Sequence[str], widths: Sequence[int], style: str = "") -> Text:
         if n:
             line.append(_GAP)
         if n < 2:
-            line.append_text(_cut(cell, w))
+            line.append_text(_cut(cell, w, pad=True))
         else:
             line.append(cell.rjust(w))
     return line
