@@ -47,8 +47,10 @@ def common_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--log-format",
-        choices=tuple(LogFormat),
-        help='override [log] format: "console" (the default; "auto" is the same) or "json"',
+        choices=[f.value for f in LogFormat],
+        metavar="{console,json}",
+        help='override [log] format: "console" (the default; "auto", accepted too, is the '
+        'same) or "json"',
     )
     parser.add_argument(
         "--log-file",
