@@ -150,4 +150,4 @@ async def test_on_a_terminal_the_live_display_still_draws_the_counters() -> None
         terminal.flush()
         drawn = os.read(leader, 65536).decode("utf-8", "replace")
     os.close(leader)
-    assert "images 1/3, 0 errors" in drawn and "1.0 MiB/3.0 MiB" in drawn, drawn
+    assert "images 1/3, 0 failed" in drawn and "1.0 MiB/3.0 MiB" in drawn, drawn

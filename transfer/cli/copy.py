@@ -12,10 +12,10 @@ from pathlib import Path
 from types import MappingProxyType
 
 from transfer.cli.jobs import as_plan, execute, max_delete_argument, run_arguments
-from transfer.cli.options import Command, load_jobs, openstack_environ
+from transfer.cli.options import Command, load_jobs, logging_arguments, openstack_environ
 from transfer.config.adhoc import adhoc_config
 from transfer.config.loader import load_config
-from transfer.config.settings import LogFormat, SelectConfig, VerifyMode
+from transfer.config.settings import SelectConfig, VerifyMode
 from transfer.errors import ConfigError
 
 _EXAMPLES = """\
@@ -104,8 +104,7 @@ def _configure(parser: argparse.ArgumentParser, *, sync: bool) -> None:
     if sync:
         max_delete_argument(how)
     out = parser.add_argument_group("output")
-    out.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
-    out.add_argument("--log-format", choices=tuple(LogFormat), help="the log format on stderr")
+    logging_arguments(out)
     parser.set_defaults(
         prune=sync, job=None, worker_id=None, lease_seconds=None, max_takeovers=None
     )

@@ -1,6 +1,7 @@
 """What the job commands (``plan``, ``run``, ``status``, ``verify``) share: their common
-options (``-c``, ``--job``, ``-v``, ``--log-format``) and the loading of the config and jobs they
-name.  Kept apart from the commands so that ``status`` needs neither the engine nor aiohttp."""
+options (``-c``, ``--job``, ``-v``/``-q``, ``--log-format``, ``--log-file``) and the loading of
+the config and jobs they name.  Kept apart from the commands so that ``status`` needs neither
+the engine nor aiohttp."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from transfer.cli.logs import configure_logging
+from transfer.cli.logs import LEVELS, configure_logging
 from transfer.config.loader import load_config
 from transfer.config.settings import LogFormat, LogLevel
 from transfer.errors import ConfigError
@@ -37,8 +38,7 @@ def common_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="the job to act on (repeatable; default: every job in the config)",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
-    parser.add_argument("--log-format", choices=tuple(LogFormat), help="override [log] format")
+    logging_arguments(parser)
     os_cloud_argument(
         parser,
         help_text="the clouds.yaml entry the config's `from_env = true` clouds read, instead "
@@ -65,6 +65,32 @@ def openstack_environ(args: argparse.Namespace) -> dict[str, str]:
     return environ
 
 
+def logging_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``-v``, ``-q``, ``--log-format`` and ``--log-file``: how a job command logs."""
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    loudness.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="log warnings and errors only, and show no progress display",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=[f.value for f in LogFormat],
+        metavar="{console,json}",
+        help='override [log] format: "console" (the default; "auto", accepted too, is the '
+        'same) or "json"',
+    )
+    parser.add_argument(
+        "--log-file",
+        type=Path,
+        metavar="FILE",
+        help="append the log to FILE (no colours) instead of stderr; the progress display "
+        "stays on the terminal",
+    )
+
+
 def load_jobs(args: argparse.Namespace) -> tuple[Config, list[JobConfig]]:
     """The config ``-c`` names (its warnings printed, its logging set up) and the jobs
     ``--job`` names (every job when none is named).  ``copy`` and ``sync`` build their config
@@ -73,10 +99,7 @@ def load_jobs(args: argparse.Namespace) -> tuple[Config, list[JobConfig]]:
     config = built or load_config(args.config, environ=openstack_environ(args))
     for warning in config.warnings:
         print(f"image-transfer: warning: {warning}", file=sys.stderr)
-    configure_logging(
-        LogLevel.DEBUG if args.verbose else config.log.level,
-        LogFormat(args.log_format) if args.log_format else config.log.format,
-    )
+    _start_logging(args, config)
     names = args.job or list(config.jobs)
     unknown = [n for n in names if n not in config.jobs]
     if unknown:
@@ -85,3 +108,19 @@ def load_jobs(args: argparse.Namespace) -> tuple[Config, list[JobConfig]]:
     if not names:
         raise ConfigError(f"{args.config}: the config defines no [[jobs]]")
     return config, [config.jobs[n] for n in names]
+
+
+def _start_logging(args: argparse.Namespace, config: Config) -> None:
+    level = config.log.level
+    if args.verbose:
+        level = LogLevel.DEBUG
+    elif args.quiet and LEVELS[level] < LEVELS[LogLevel.WARNING]:
+        level = LogLevel.WARNING
+    try:
+        configure_logging(
+            level,
+            LogFormat(args.log_format) if args.log_format else config.log.format,
+            log_file=args.log_file,
+        )
+    except OSError as exc:
+        raise ConfigError(f"--log-file: cannot open {args.log_file}: {exc.strerror}") from None

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from transfer.engine.results import REPORTED_OUTCOMES, Difference, Outcome, Progress, RunSummary
+from transfer.engine.results import REPORTED_OUTCOMES, Difference, Outcome, RunSummary
 from transfer.journal.records import EntryState, JournalEntry, RunRecord, stamp
 from transfer.planner import Code, PlanItem, plan_counts
 from transfer.streams import human_bytes
@@ -171,22 +171,6 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
             if i.code is Code.EXTRA
         ],
     }
-
-
-def progress_line(progress: Progress) -> str:
-    done = human_bytes(progress.bytes_done)
-    total = human_bytes(progress.bytes_total)
-    rate = progress.rate
-    eta = ""
-    remaining = progress.bytes_total - progress.bytes_done
-    if rate > 0 and remaining > 0:
-        eta = f", ETA {remaining / rate:.0f}s"
-    active = ", ".join(a.name for a in list(progress.active.values())[:3])
-    return (
-        f"images {progress.images_done}/{progress.images_total}"
-        f" ({progress.images_failed} failed), {done}/{total} at {human_rate(rate)}{eta}"
-        + (f" [{active}]" if active else "")
-    )
 
 
 def run_report(

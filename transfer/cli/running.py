@@ -30,7 +30,7 @@ from transfer.cli.report import (
 )
 from transfer.cloud.sessions import Clouds
 from transfer.config.settings import Config, JobConfig, LeaseSettings
-from transfer.engine.planning import plan_for_run
+from transfer.engine.planning import JobPlan, plan_for_run
 from transfer.engine.prune import PruneResult, prune
 from transfer.engine.results import Progress
 from transfer.engine.runner import JobRun, run_job
@@ -127,8 +127,14 @@ async def _run_one(
         await journal.reset_job(job.name)
     worker = args.worker_id or default_worker_id()
     plan, ticket = await plan_for_run(config, job, clouds, journal, worker, terms=terms)
-    if plan.complete:  # else the source is still being listed: the summary says what ran
+
+    def planned(plan: JobPlan) -> None:
         print(f"job {job.name}: {format_plan_summary(plan.items)}", file=sys.stderr)
+
+    if plan.pending is not None:  # the source is still being listed: said once it is
+        plan.pending.on_complete = planned
+    else:
+        planned(plan)
     progress = Progress()
 
     def deadline() -> None:
@@ -139,7 +145,7 @@ async def _run_one(
         )
 
     async with anyio.create_task_group() as tg:
-        if not args.no_progress:
+        if not (args.no_progress or args.quiet):
             tg.start_soon(show_progress, progress)
         ran = outcome.run = await run_job(
             plan,
@@ -154,8 +160,8 @@ async def _run_one(
         )
         tg.cancel_scope.cancel()
     summary = ran.summary
-    if sys.stderr.isatty() and not args.no_progress:
-        print(file=sys.stderr)
+    # The display has stopped: its region is replaced by its final header, so the table
+    # below starts on a line of its own.
     print(format_summary(summary))
     if ran.deadline:
         print(

@@ -2,13 +2,17 @@
 
 Which errors may be retried is declared on the error classes (``transfer.errors``); which calls
 may be repeated safely is the client's decision.  This module only answers "wait how long before
-the next attempt, or give up?" and words the error raised when the budget is spent.
+the next attempt, or give up?" and words the error raised when the budget is spent.  It also
+tells the listeners of ``counting_retries`` of every retry it grants (the live display counts
+them).
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from transfer.errors import ApiError, TransferError, TransportError
@@ -35,6 +39,20 @@ class RetryPolicy:
 
 
 _JITTER = random.Random()
+
+
+#: Called once for every retry granted, by any request of this process.
+_listeners: list[Callable[[], None]] = []
+
+
+@contextmanager
+def counting_retries(listener: Callable[[], None]) -> Iterator[None]:
+    """Call ``listener`` at every request retry granted while the block runs."""
+    _listeners.append(listener)
+    try:
+        yield
+    finally:
+        _listeners.remove(listener)
 
 
 @dataclass
@@ -64,6 +82,8 @@ class RetryState:
         if self.elapsed() + delay > self.policy.total:
             return None
         self.attempt += 1
+        for listener in _listeners:
+            listener()
         return delay
 
 

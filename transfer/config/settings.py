@@ -143,7 +143,9 @@ class LogLevel(enum.StrEnum):
 
 
 class LogFormat(enum.StrEnum):
-    AUTO = "auto"  # console on a terminal, else json
+    """How log lines are written: compact console lines (the default), or JSON lines."""
+
+    AUTO = "auto"  # the same as console: kept so that older configs still load
     CONSOLE = "console"
     JSON = "json"
 

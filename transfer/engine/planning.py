@@ -91,6 +91,8 @@ class SourcePlanning:
         self.clouds = clouds
         self.checkers = anyio.CapacityLimiter(plan.job.checkers)
         self._member_tenants: set[str] = set()
+        #: Called with the plan once it is complete (every source listed and planned).
+        self.on_complete: Callable[[JobPlan], None] | None = None
 
     async def run(self, on_items: OnItems | None = None) -> None:
         """List and plan every source, handing each source's items to ``on_items``; then the
@@ -111,6 +113,8 @@ class SourcePlanning:
         self.plan.items = sorted(self.plan.items + self.planner.finish(), key=plan_order)
         self.plan.complete = True
         self.plan.pending = None
+        if self.on_complete is not None:
+            self.on_complete(self.plan)
 
     async def _plan_shared(self, image: Image, on_items: OnItems | None) -> None:
         async with self.checkers:

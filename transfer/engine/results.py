@@ -8,6 +8,7 @@ same strings as ever.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -69,17 +70,29 @@ class ActiveTransfer:
     started: float = field(default_factory=time.monotonic)
 
 
+#: How many of the latest failures ``Progress`` keeps for the display.
+RECENT_FAILURES = 5
+
+
 @dataclass
 class Progress:
     """Counters a display reads while the run goes on (a subscriber, not code in the loop)."""
 
     images_total: int = 0
-    images_done: int = 0
+    images_done: int = 0  # finished, failed ones included
     images_failed: int = 0
     bytes_total: int = 0
     bytes_done: int = 0
     started: float = field(default_factory=time.monotonic)
     active: dict[tuple[str, str], ActiveTransfer] = field(default_factory=dict)
+    #: Attempts after the first of the images finished so far (``ItemResult.attempts``).
+    image_retries: int = 0
+    #: The latest failed images, oldest first.
+    recent_failures: deque[ItemResult] = field(
+        default_factory=lambda: deque(maxlen=RECENT_FAILURES)
+    )
+    #: Requests the clients repeated, while a display listens (``cli.display``).
+    request_retries: int = 0
 
     def add_bytes(self, source_id: str, target_key: str, n: int) -> None:
         self.bytes_done += n
@@ -89,8 +102,18 @@ class Progress:
 
     def finished(self, result: ItemResult) -> None:
         self.images_done += 1
+        self.image_retries += max(result.attempts - 1, 0)
         if result.outcome is Outcome.FAILED:
             self.images_failed += 1
+            self.recent_failures.append(result)
+
+    def request_retried(self) -> None:
+        self.request_retries += 1
+
+    @property
+    def retries(self) -> int:
+        """Request retries plus the extra attempts of finished images."""
+        return self.image_retries + self.request_retries
 
     @property
     def rate(self) -> float:
