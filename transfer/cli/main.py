@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from enum import IntEnum
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from transfer import __version__
 from transfer.errors import ConfigError, TransferError, only_error
@@ -90,6 +90,12 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+        # argparse swallows a failed write of its help or usage; a closed pipe must reach
+        # main(), which ends every command the same way when the reader goes away.
+        if message:
+            (file or sys.stderr).write(message)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
