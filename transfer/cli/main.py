@@ -13,10 +13,13 @@ import os
 import sys
 from collections.abc import Sequence
 from enum import IntEnum
-from typing import IO, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from transfer import __version__
 from transfer.errors import ConfigError, TransferError, only_error
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 
 class ExitCode(IntEnum):
@@ -91,7 +94,7 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(*args, **kwargs)
 
-    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
         # argparse swallows a failed write of its help or usage; a closed pipe must reach
         # main(), which ends every command the same way when the reader goes away.
         if message:
