@@ -115,7 +115,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="the largest list limit granted (default 1000, as NHN's)",
     )
     parser.add_argument("--image-size-cap", metavar="BYTES", help="refuse larger uploads (413)")
-    faults = parser.add_argument_group("faults (all off by default)")
+    _fault_options(parser.add_argument_group("faults (all off by default; see docs/emulator.md)"))
+
+
+def _fault_options(faults: argparse._ArgumentGroup) -> None:
     faults.add_argument("--error-rate", metavar="P", help="probability of an injected 5xx")
     faults.add_argument(
         "--error-routes",
