@@ -78,3 +78,8 @@ bench: $(BENCH_STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks --quick
+
+# The man page, generated from the parser (argparse-manpage); a test fails when it is stale.
+.PHONY: man
+man: $(STAMP)
+	$(BIN)/python -m transfer.cli.manpage docs/image-transfer.1

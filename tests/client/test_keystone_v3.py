@@ -90,7 +90,11 @@ async def test_refusals_name_the_cloud_and_host_and_never_the_secret(both: Emula
     async with CloudSession(creds, settings=FAST) as cloud:
         with pytest.raises(AuthError) as caught:
             await cloud.tenant_id()
-    assert str(caught.value) == "the credentials for cloud 'private' were refused by 127.0.0.1"
+    assert str(caught.value) == (
+        "the credentials for cloud 'private' were refused by 127.0.0.1: user "
+        f"'{creds.username}' for tenant '{creds.tenant_name}': the user name, the password or "
+        "the tenant is wrong (the identity service does not say which)"
+    )
     assert wrong not in repr(caught.value.__cause__)
 
     unknown = replace(v3_credentials(both), tenant_name="no-such-project")

@@ -18,7 +18,7 @@ from transfer.config.loader import load_config
 from transfer.config.settings import SelectConfig, VerifyMode
 from transfer.errors import ConfigError
 
-_EXAMPLES = """\
+_ABOUT = """\
 CLOUD:REGION:
   CLOUD is a [clouds.NAME] of -c FILE, else a clouds.yaml entry (secure.yaml merged over it,
   found where the openstack CLI looks), else "env" for the OS_* variables.  An empty CLOUD
@@ -26,8 +26,9 @@ CLOUD:REGION:
   the cloud's region_name.
 
 The job is named copy-HASH from the source, the targets and the selection: the same line
-resumes the same job (its journal is at the default path, or -c FILE's).
+resumes the same job (its journal is at the default path, or -c FILE's)."""
 
+_EXAMPLES = """\
 examples:
   image-transfer {name} nhn:KR1 nhn:KR2 --include 'golden-*'
   image-transfer {name} nhn:KR1 nhn:KR2 nhn:JP1 --exclude '*-test' --dry-run
@@ -60,6 +61,7 @@ def _property(text: str) -> tuple[str, str]:
 def _configure(parser: argparse.ArgumentParser, *, sync: bool) -> None:
     name = "sync" if sync else "copy"
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = f"{parser.description}\n\n{_ABOUT}"
     parser.epilog = _EXAMPLES.format(name=name)
     parser.add_argument("source", metavar="SRC", help="where the images are: CLOUD:REGION")
     parser.add_argument(

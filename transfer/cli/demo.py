@@ -75,7 +75,21 @@ accept = true
 """
 
 
+DESCRIPTION = """\
+Run a real migration between emulated regions and tenants, then from an emulated private
+OpenStack (Keystone v3) into NHN.  Every byte crosses real sockets: the emulator listens on
+loopback, and the engine is the one `run` uses.  Nothing outside the work folder is written."""
+
+EPILOG = """\
+examples:
+  image-transfer demo                           the whole tour, in a temporary folder
+  image-transfer demo --workdir ./demo          keep config.toml, clouds.yaml and the journal
+  image-transfer demo --scale 0.1 --no-private  small images, the NHN part only"""
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = DESCRIPTION
+    parser.epilog = EPILOG
     parser.add_argument(
         "--workdir",
         type=Path,
@@ -86,6 +100,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--scale",
         type=float,
         default=1.0,
+        metavar="FACTOR",
         help="multiply the seeded image sizes (default 1.0: about 140 MiB in all)",
     )
     parser.add_argument(

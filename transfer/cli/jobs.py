@@ -37,6 +37,15 @@ if TYPE_CHECKING:
 
 
 def _configure_run(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "examples:\n"
+        "  image-transfer run -c config.toml\n"
+        "  image-transfer run -c config.toml --job kr1-to-kr2 --dry-run\n"
+        "  image-transfer run -c config.toml --job nightly --max-duration 6h --bwlimit "
+        "'01:00,500M 07:00,50M'\n"
+        "  image-transfer run -c config.toml --report report.json --metrics-file "
+        "/var/lib/node_exporter/image-transfer.prom -q"
+    )
     common_arguments(parser)
     parser.add_argument(
         "--dry-run",

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from transfer.errors import ApiError, TransferError, TransportError
+from transfer.errors import ApiError, ConnectError, TransferError, TransportError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,15 +24,18 @@ class RetryPolicy:
 
     ``attempts`` counts the first try; ``total`` bounds the time from the first try to the start
     of the last one (seconds); a server's ``Retry-After`` is honoured up to ``cap``.
+    ``connect_attempts`` (when set) is the smaller budget of a request whose connection could
+    not even be opened (``ConnectError``: refused, no route, connect timeout).
     """
 
     attempts: int = 8
+    connect_attempts: int | None = None
     base: float = 0.5
     cap: float = 30.0
     total: float = 300.0
 
     def __post_init__(self) -> None:
-        if self.attempts < 1:
+        if self.attempts < 1 or (self.connect_attempts is not None and self.connect_attempts < 1):
             raise ValueError("attempts must be at least 1")
         if self.base < 0 or self.cap < 0 or self.total < 0:
             raise ValueError("backoff times must not be negative")
@@ -71,7 +74,10 @@ class RetryState:
 
     def next_delay(self, exc: TransferError) -> float | None:
         """Seconds to wait before the next attempt, or None when the budget is spent."""
-        if self.attempt >= self.policy.attempts:
+        limit = self.policy.attempts
+        if isinstance(exc, ConnectError) and self.policy.connect_attempts is not None:
+            limit = min(limit, self.policy.connect_attempts)
+        if self.attempt >= limit:
             return None
         # Full jitter: spreads the retries of many concurrent transfers hit by the same outage.
         ceiling = min(self.policy.cap, self.policy.base * (2 ** (self.attempt - 1)))

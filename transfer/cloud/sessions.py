@@ -46,7 +46,9 @@ class CloudSession:
             )
         self.credentials = credentials
         self._transport = HttpTransport(
-            settings or HttpSettings(), ssl_context=tls_context(credentials)
+            settings or HttpSettings(),
+            ssl_context=tls_context(credentials),
+            cloud=credentials.name,
         )
         self._auth: KeystoneAuth | StaticTokenAuth
         if credentials.token is not None:

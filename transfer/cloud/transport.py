@@ -196,8 +196,11 @@ def _plain(text: str, status: int, reason: str | None) -> str:
     return " ".join(text.split())
 
 
-def translate(exc: BaseException, where: str, url: yarl.URL) -> TransferError:
-    """The one mapping of aiohttp, OS and asyncio exceptions into the project's errors."""
+def translate(
+    exc: BaseException, where: str, url: yarl.URL, cloud: str | None = None
+) -> TransferError:
+    """The one mapping of aiohttp, OS and asyncio exceptions into the project's errors (their
+    message starts with the cloud's name when it is known)."""
     # A request body that failed (an upload fed by a source download that broke) reaches us
     # wrapped in aiohttp's connection error: the body's own error is the truth, with its own
     # retry class and the source's name in it, not the target's.
@@ -207,6 +210,8 @@ def translate(exc: BaseException, where: str, url: yarl.URL) -> TransferError:
             return cause
         cause = cause.__cause__ or cause.__context__
     host = f"{url.host}:{url.port}" if url.port else str(url.host)
+    if cloud is not None:
+        where = f"cloud '{cloud}': {where}"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         reason = getattr(exc.certificate_error, "verify_message", None) or "verification failed"
         return TlsVerificationError(
@@ -216,6 +221,8 @@ def translate(exc: BaseException, where: str, url: yarl.URL) -> TransferError:
         return ConnectTimeout(f"{where}: connecting to {host} timed out")
     if isinstance(exc, aiohttp.ClientConnectorError):
         reason = exc.os_error.strerror or type(exc.os_error).__name__
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            reason = "connection refused (nothing listens there)"
         return ConnectError(f"{where}: cannot connect to {host}: {reason}")
     if isinstance(exc, TimeoutError):
         return RequestTimeout(f"{where}: {host} sent nothing for too long (read timeout)")
@@ -239,8 +246,15 @@ NETWORK_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 class HttpTransport:
     """One aiohttp session with its pool, and the retry loop every request goes through."""
 
-    def __init__(self, settings: HttpSettings, *, ssl_context: ssl.SSLContext | bool = True):
+    def __init__(
+        self,
+        settings: HttpSettings,
+        *,
+        ssl_context: ssl.SSLContext | bool = True,
+        cloud: str | None = None,
+    ):
         self.settings = settings
+        self.cloud = cloud  # named in the messages of connection errors
         self.retry_policy = RetryPolicy(
             attempts=settings.attempts,
             base=settings.backoff_base,
@@ -323,14 +337,16 @@ class HttpTransport:
         body: Body = None,
         stream: bool = False,
         tries: Tries | None = None,
+        policy: RetryPolicy | None = None,
     ) -> Reply:
-        """Send a request until it succeeds, fails for good, or the retry budget is spent.
+        """Send a request until it succeeds, fails for good, or the retry budget is spent
+        (``policy``'s, else the transport's).
 
         ``stream`` leaves the response open in ``Reply.response`` (the caller releases it).
         An ``AsyncIterable`` body can be sent once only, so after a 401 the token is renewed
         but the error is raised; a ``BodySource`` makes a fresh body for every attempt.
         """
-        state = RetryState(self.retry_policy)
+        state = RetryState(policy or self.retry_policy)
         replayable = body is None or isinstance(body, bytes) or callable(body)
         reissued = False
         while True:
@@ -418,7 +434,7 @@ class HttpTransport:
                 allow_redirects=False,
             )
         except NETWORK_ERRORS as exc:
-            raise translate(exc, where, url) from exc
+            raise translate(exc, where, url, self.cloud) from exc
         keep_open = False
         answered = False
         # Reading an error body hands the connection back to the pool: keep a hold on it.
@@ -434,7 +450,7 @@ class HttpTransport:
             answered = True
             return Reply(response.status, response.headers, content)
         except NETWORK_ERRORS as exc:
-            raise translate(exc, where, url) from exc
+            raise translate(exc, where, url, self.cloud) from exc
         finally:
             if keep_open:
                 pass

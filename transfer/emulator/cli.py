@@ -2,7 +2,8 @@
 
 On start it prints one JSON line to stdout (flavour, identity URLs, region URLs, admin URL,
 tenants with their credentials) so a script or a test can read where to connect; nothing else
-goes to stdout.
+goes to stdout.  ``--write-config DIR`` also writes a config.toml and a clouds.yaml for it
+(``configs``) and says on stderr how to use them.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import asyncio
 import json
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from transfer.emulator.cloud import Emulator
+from transfer.emulator.configs import free_port_block, how_to_use, write_configs
 from transfer.emulator.faults import ROUTES, Faults, parse_routes
 from transfer.emulator.flavours import FLAVOURS
 from transfer.emulator.identity import DEFAULT_TENANTS, TenantSpec, tenant_from_name
@@ -23,9 +26,29 @@ from transfer.errors import ConfigError, TransferError
 _SIZE_SUFFIXES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 _IDENTITY_VERSIONS = ("v2.0", "v3")
 
+DESCRIPTION = """\
+Run an emulated cloud: NHN or a private OpenStack.  It listens until SIGINT or SIGTERM and
+prints one JSON line on stdout: its identity URL, region URLs, admin URL and the tenants with
+their user and password.  Its faults can be changed while it runs: PATCH /admin/faults (see
+docs/emulator.md)."""
+
+EPILOG = """\
+examples:
+  image-transfer emulator                                      free ports, new at every start
+  image-transfer emulator --port 5000 --write-config ./emu     identity on 5000, KR1 5001, KR2 5002
+  image-transfer plan -c ./emu/config.toml                     in another shell: plan its job
+  image-transfer emulator --port 5000 --state-dir ./state      keep the images across restarts
+  image-transfer emulator --flavour glance --region RegionOne  a private OpenStack (Keystone v3)
+  image-transfer emulator --error-rate 0.1 --latency 0.05      5xx on 10% of requests, 50 ms more
+  curl -X PATCH -d '{"error_rate": 0.5}' http://127.0.0.1:5000/admin/faults"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.description = DESCRIPTION
+    parser.epilog = EPILOG
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
     parser.add_argument(
         "--flavour",
         default="nhn",
@@ -42,7 +65,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--port",
         default="0",
         metavar="N",
-        help="identity port; regions take the next ones (default 0: free ports)",
+        help="the identity service's port; the regions listen on the next ones, in --region "
+        "order (N+1, N+2, ...).  Default 0: free ports, new at every start.  A fixed port lets "
+        "a config or clouds.yaml point at the emulator across restarts",
+    )
+    parser.add_argument(
+        "--write-config",
+        type=Path,
+        metavar="DIR",
+        help="write DIR/config.toml (a job between the regions and tenants) and DIR/clouds.yaml "
+        "for the clouds served, and say how to use them; without --port a free block of ports "
+        "is picked and printed",
     )
     parser.add_argument(
         "--region",
@@ -58,20 +91,45 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="NAME:USER:PASSWORD",
         help="a tenant and its API user (repeatable; default demo-src and demo-dst)",
     )
-    parser.add_argument("--state-dir", help="keep images here across restarts")
-    parser.add_argument("--token-ttl", default="43200", metavar="SECONDS")
-    parser.add_argument("--seed", default="0", metavar="N", help="seed of the fault dice")
-    parser.add_argument("--page-size", default="25", metavar="N", help="default list limit")
-    parser.add_argument("--max-page-size", default="1000", metavar="N")
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="keep images here across restarts (default: a temporary folder, removed on exit)",
+    )
+    parser.add_argument(
+        "--token-ttl",
+        default="43200",
+        metavar="SECONDS",
+        help="lifetime of the tokens issued (default 43200: 12 h, as NHN's)",
+    )
+    parser.add_argument(
+        "--seed", default="0", metavar="N", help="seed of the fault dice (default 0)"
+    )
+    parser.add_argument(
+        "--page-size", default="25", metavar="N", help="list limit when none is asked (default 25)"
+    )
+    parser.add_argument(
+        "--max-page-size",
+        default="1000",
+        metavar="N",
+        help="the largest list limit granted (default 1000, as NHN's)",
+    )
     parser.add_argument("--image-size-cap", metavar="BYTES", help="refuse larger uploads (413)")
-    faults = parser.add_argument_group("faults (all off by default)")
+    _fault_options(parser.add_argument_group("faults (all off by default; see docs/emulator.md)"))
+
+
+def _fault_options(faults: argparse._ArgumentGroup) -> None:
     faults.add_argument("--error-rate", metavar="P", help="probability of an injected 5xx")
     faults.add_argument(
         "--error-routes",
         metavar="R1,R2",
         help=f"routes that may fail (default all: {','.join(sorted(ROUTES))})",
     )
-    faults.add_argument("--error-statuses", metavar="S1,S2", help="default 500,502,503")
+    faults.add_argument(
+        "--error-statuses",
+        metavar="S1,S2",
+        help="statuses of injected errors (default 500,502,503)",
+    )
     faults.add_argument("--retry-after", metavar="SECONDS", help="Retry-After of injected errors")
     faults.add_argument("--errors-remaining", metavar="N", help="stop after N injected errors")
     faults.add_argument(
@@ -237,7 +295,9 @@ def announcement(emu: Emulator) -> str:
     )
 
 
-async def serve(emu: Emulator, where: str) -> None:
+async def serve(
+    emu: Emulator, where: str, write_config: Path | None = None, picked: bool = False
+) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -248,6 +308,8 @@ async def serve(emu: Emulator, where: str) -> None:
         except OSError as exc:
             raise TransferError(f"cannot listen on {where}: {exc.strerror or exc}") from None
         try:
+            if write_config is not None:
+                _write(emu, write_config, picked)
             sys.stdout.write(announcement(emu) + "\n")
             sys.stdout.flush()
             await stop.wait()
@@ -258,7 +320,27 @@ async def serve(emu: Emulator, where: str) -> None:
             loop.remove_signal_handler(signum)
 
 
+def _write(emu: Emulator, directory: Path, picked: bool) -> None:
+    try:
+        write_configs(emu, directory)
+    except OSError as exc:
+        raise TransferError(
+            f"--write-config: cannot write into {directory}: {exc.strerror or exc}"
+        ) from None
+    port = int(emu.identity_root.rsplit(":", 1)[1])
+    sys.stderr.write(how_to_use(emu, directory, port, picked))
+    sys.stderr.flush()
+
+
 def run(args: argparse.Namespace) -> int:
+    picked = False
+    if args.write_config is not None and _number("--port", args.port, int) == 0:
+        count = 1 + len(args.regions or ("KR1", "KR2"))
+        try:
+            args.port = str(free_port_block(args.host, count))
+        except OSError as exc:
+            raise TransferError(f"--write-config: {exc}") from None
+        picked = True
     emu = build(args)
-    asyncio.run(serve(emu, f"{args.host}:{args.port}"))
+    asyncio.run(serve(emu, f"{args.host}:{args.port}", args.write_config, picked))
     return 0
