@@ -83,7 +83,10 @@ def run_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
         "--restart", action="store_true", help="forget the journal of the job and plan afresh"
     )
     parser.add_argument(
-        "--report", type=Path, metavar="FILE", help="write a JSON report (schema in the README)"
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="write a JSON report (its schema: docs/report.md)",
     )
     parser.add_argument(
         "--metrics-file",
