@@ -24,6 +24,7 @@ from transfer.engine.feeds import FeedChooser
 from transfer.engine.pipeline import Pipeline
 from transfer.engine.planning import JobPlan, OnItems, item_key, record_entry
 from transfer.engine.results import ItemResult, Outcome, Progress, RunSummary
+from transfer.engine.sampling import SAMPLE_SECONDS, Sampler, sampling
 from transfer.engine.schedule import (
     ClaimingScheduler,
     ItemRunner,
@@ -51,8 +52,12 @@ async def run_plan(
     ticket: PlanTicket | None = None,
     terms: LeaseSettings | None = None,
     deadline: anyio.Event | None = None,
+    sample_every: float | None = SAMPLE_SECONDS,
 ) -> RunSummary:
     """Execute a plan; returns when every item is done, failed or (after ``stop``) not started.
+
+    While it runs, the run's counters go into the journal every ``sample_every`` seconds
+    (``transfer.engine.sampling``; None: never), for the live page of ``image-transfer serve``.
 
     ``deadline`` is set (with ``stop``) when the job's ``max_duration`` stopped it: the run is
     then recorded as a deadline stop rather than an interruption.
@@ -84,8 +89,12 @@ async def run_plan(
     scheduler = _scheduler(runner, journal=journal, ticket=ticket, worker=worker, terms=terms)
 
     take = _intake(runner, scheduler, journal, entries, ticket)
-    await take(plan.items)
-    listing_error = await _work(plan, scheduler, take, stop)
+    sampler = None
+    if sample_every is not None:
+        sampler = Sampler(journal, progress, job=job.name, run_id=run_id, worker=worker)
+    async with sampling(sampler, sample_every or SAMPLE_SECONDS):
+        await take(plan.items)
+        listing_error = await _work(plan, scheduler, take, stop)
 
     # Keep the spools of images a target still needs (failed, or not started after a stop);
     # a plan cut short does not know every image that needs one.
