@@ -41,7 +41,8 @@ How workers share a job through a ``WorkQueue``:
 Tables: ``runs`` (one per ``image-transfer run``), ``entries`` (the latest state of each
 source x target pair), ``steps`` (the history: each step's start and end), ``spools`` (how
 much of each spooled source image is safely on disk, per host), ``samples`` (each running
-worker's counters every few seconds), ``plans`` (PostgreSQL only), and ``schema_migrations`` (which numbered migrations were applied, each in one transaction).
+worker's counters every few seconds), ``plans`` (PostgreSQL only), and ``schema_migrations``
+(which numbered migrations were applied, each in one transaction).
 Nothing secret is ever stored.
 """
 
@@ -61,7 +62,6 @@ from transfer.journal.records import (
     SpoolRecord,
     StepRecord,
 )
-
 from transfer.journal.samples import Sample, SampleRecord
 
 if TYPE_CHECKING:

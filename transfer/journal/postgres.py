@@ -20,10 +20,10 @@ from transfer.config.settings import Secret
 from transfer.journal import records
 from transfer.journal.pg_connection import Conn, PgConnection
 from transfer.journal.pg_queue import PgWorkQueue
-from transfer.journal.pg_schema import OUR_TABLES, PG_MIGRATIONS
+from transfer.journal.pg_schema import OUR_TABLES
+from transfer.journal.pg_schema import PG_MIGRATIONS as PG_MIGRATIONS  # re-exported
 from transfer.journal.records import Ended, EntryFacts, ItemKey, SpoolFacts
 from transfer.journal.samples import WRITTEN_COLUMNS, Sample, SampleReads, sample_values
-
 
 # The columns of JournalEntry, then the lease only while it is live (an expired lease is as
 # good as none: its worker is gone).
