@@ -140,7 +140,9 @@ async def check_endpoints(
     assert samples[-1].bytes_done == 4 * (3 * MiB // 2)
     throughput = (await get(http, url + f"api/jobs/{JOB}/throughput")).json()
     series = throughput["series"]
-    charted = sum(series["total"]) * series["bucket_seconds"]
+    lows = [series["start"] + i * series["bucket_seconds"] for i in range(len(series["total"]))]
+    highs = [*lows[1:], series["end"]]
+    charted = sum(v * (h - lo) for v, lo, h in zip(series["total"], lows, highs, strict=True))
     assert abs(charted - samples[-1].bytes_done) < 1024, charted
 
     chart = await get(http, url + f"api/jobs/{JOB}/chart.svg")

@@ -13,7 +13,7 @@ from tests.pg.helpers import JOB
 from transfer.journal import Journal
 from transfer.journal.records import stamp
 from transfer.journal.samples import HeldTransfer, Sample, SampleRecord
-from transfer.web.throughput import Point, current_rate, runs_points, seconds, series
+from transfer.web.throughput import Point, Series, current_rate, runs_points, seconds, series
 
 MiB = 1 << 20
 
@@ -69,6 +69,14 @@ async def test_samples_are_one_row_each_read_back_in_order_and_since_a_moment(
     assert [s.bytes_done for s in later] == [3 * MiB]
 
 
+def charted(drawn: Series, values: list[float]) -> float:
+    """The bytes a series of rates charts: each bucket's rate times its width."""
+    return sum(
+        v * (high - low)
+        for v, (low, high) in zip(values, map(drawn.bounds, range(len(values))), strict=True)
+    )
+
+
 def record(run_id: int, at: float, done: int, worker: str = "w1") -> SampleRecord:
     moment = stamp(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=at))
     return SampleRecord(id=int(at * 10), at=moment, **vars(sample(run_id, done, worker=worker)))
@@ -87,12 +95,16 @@ def test_throughput_spreads_each_runs_bytes_over_its_time_and_adds_up_the_worker
     drawn = series(runs, now=seconds(start) + 20)
     assert drawn is not None
     # Every byte is charted once: the buckets' rates times their width give the bytes moved.
-    assert round(sum(drawn.total) * drawn.width) == 50 * MiB
-    assert round(sum(drawn.workers["w1"]) * drawn.width) == 40 * MiB
-    assert round(sum(drawn.workers["w2"]) * drawn.width) == 10 * MiB
+    assert round(charted(drawn, drawn.total)) == 50 * MiB
+    assert round(charted(drawn, drawn.workers["w1"])) == 40 * MiB
+    assert round(charted(drawn, drawn.workers["w2"])) == 10 * MiB
+    assert (drawn.start, drawn.end) == (seconds(start), seconds(start) + 20)
     # w1 ran at 2 MiB/s throughout; w2 at 1 MiB/s for 10 s, then stood still.
     assert max(drawn.workers["w1"]) == min(drawn.workers["w1"]) == 2 * MiB
     assert drawn.workers["w2"][-1] == 0
+    # Charted up to the last sample while samples come; up to now once they stopped.
+    assert series(runs, now=seconds(start) + 25).end == seconds(start) + 20  # type: ignore[union-attr]
+    assert series(runs, now=seconds(start) + 60).end == seconds(start) + 60  # type: ignore[union-attr]
 
 
 def test_the_current_rate_is_the_last_ten_seconds_and_zero_once_samples_stop() -> None:

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from xml.sax.saxutils import escape, quoteattr
 
-from transfer.streams import human_bytes
 from transfer.web.throughput import Series
 
 WIDTH, HEIGHT = 760, 240
@@ -27,21 +26,31 @@ def _clock(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).strftime("%H:%M:%S")
 
 
-def _nice(top: float) -> float:
-    """A round upper bound of the y axis, at or above ``top`` bytes/s: 1, 2, 2.5 or 5 times a
-    power of ten of a 1024-based unit, so that the grid's labels are round."""
+def _nice(top: float) -> tuple[float, int]:
+    """A round upper bound of the y axis, at or above ``top`` bytes/s, and how many grid steps
+    divide it roundly: 1, 2, 2.5 or 5 times a power of ten of a 1024-based unit."""
     if top <= 0:
-        return 1024.0
+        return 1024.0, 4
     unit = 1.0
     while top / unit >= 1024:
         unit *= 1024
     mantissa, step = top / unit, 1.0
     while step * 10 <= mantissa:
         step *= 10
-    for factor in (1, 2, 2.5, 5):
+    for factor, divisions in ((1, 4), (2, 4), (2.5, 5), (5, 5)):
         if step * factor >= mantissa:
-            return step * factor * unit
-    return step * 10 * unit
+            return step * factor * unit, divisions
+    return step * 10 * unit, 5
+
+
+def _rate_label(rate: float, top: float) -> str:
+    """A grid line's rate in the unit of the axis' top: ``0.5 MiB/s``."""
+    unit, name = 1.0, "B"
+    for bigger in ("KiB", "MiB", "GiB", "TiB"):
+        if top / unit < 1024:
+            break
+        unit, name = unit * 1024, bigger
+    return f"{rate / unit:g} {name}/s"
 
 
 def render(series: Series | None, *, title: str, samples: int) -> str:
@@ -60,7 +69,7 @@ def render(series: Series | None, *, title: str, samples: int) -> str:
         )
         return "".join([*parts, "</svg>"])
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    top = _nice(max([*series.total, 0.0]) * 1.05)
+    top, divisions = _nice(max([*series.total, 0.0]) * 1.05)
     span = series.end - series.start
 
     def x(moment: float) -> float:
@@ -69,7 +78,7 @@ def render(series: Series | None, *, title: str, samples: int) -> str:
     def y(rate: float) -> float:
         return TOP + plot_h - rate / top * plot_h
 
-    parts += _axes(series, top, x, y)
+    parts += _axes(series, top, divisions, x, y)
     edges = _steps(series.total, series, x, y)
     base = f"{x(series.end):.1f},{y(0):.1f} {x(series.start):.1f},{y(0):.1f}"
     parts.append(f'<polygon class="total" points="{edges} {base}" fill="{AREA}" stroke="none"/>')
@@ -98,23 +107,23 @@ def _steps(values: list[float], series: Series, x: Scale, y: Scale) -> str:
     """The points of a step line through the buckets' values."""
     points = []
     for index, value in enumerate(values):
-        left = series.start + index * series.width
+        left, right = series.bounds(index)
         points.append(f"{x(left):.1f},{y(value):.1f}")
-        points.append(f"{x(left + series.width):.1f},{y(value):.1f}")
+        points.append(f"{x(right):.1f},{y(value):.1f}")
     return " ".join(points)
 
 
-def _axes(series: Series, top: float, x: Scale, y: Scale) -> list[str]:
+def _axes(series: Series, top: float, divisions: int, x: Scale, y: Scale) -> list[str]:
     """Grid lines with their rates, and the time axis with its ends (UTC)."""
     parts = []
-    for k in range(5):
-        rate = top * k / 4
+    for k in range(divisions + 1):
+        rate = top * k / divisions
         at = y(rate)
         parts.append(
             f'<line x1="{LEFT}" y1="{at:.1f}" x2="{WIDTH - RIGHT}" y2="{at:.1f}" '
             f'stroke="#dee2e6" stroke-width="1"/>'
             f'<text x="{LEFT - 6}" y="{at + 4:.1f}" text-anchor="end" font-size="11" '
-            f'fill="#495057">{escape(human_bytes(int(rate)))}/s</text>'
+            f'fill="#495057">{_rate_label(rate, top)}</text>'
         )
     bottom = y(0) + 16
     for moment, anchor in ((series.start, "start"), (series.end, "end")):

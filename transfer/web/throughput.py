@@ -41,20 +41,24 @@ class Point:
 
 @dataclass
 class Series:
-    """Bytes per second in equal buckets from ``start``: the job's, and each worker's."""
+    """Bytes per second in buckets of ``width`` seconds from ``start`` to ``end`` (the last one
+    may be narrower): the job's, and each worker's."""
 
     start: float
+    end: float
     width: float
     total: list[float]
     workers: dict[str, list[float]] = field(default_factory=dict)
 
-    @property
-    def end(self) -> float:
-        return self.start + self.width * len(self.total)
+    def bounds(self, index: int) -> tuple[float, float]:
+        """Where bucket ``index`` starts and ends."""
+        low = self.start + index * self.width
+        return low, min(self.end, low + self.width)
 
     def to_json(self) -> dict[str, object]:
         return {
             "start": self.start,
+            "end": self.end,
             "bucket_seconds": self.width,
             "total": [round(v, 1) for v in self.total],
             "workers": {w: [round(v, 1) for v in vs] for w, vs in sorted(self.workers.items())},
@@ -82,10 +86,14 @@ def series(runs: Mapping[int, tuple[str, Sequence[Point]]], now: float) -> Serie
     if not points:
         return None
     start = min(p.at for p in points)
-    end = max(now, max(p.at for p in points))
+    latest = max(p.at for p in points)
+    # Up to now once the samples have stopped (a stall shows), else up to the last sample (a
+    # sample comes every two seconds: the time since is not a drop).
+    end = now if now - latest > STALE else latest
     width = max(MIN_BUCKET, (end - start) / MAX_BUCKETS)
     count = max(1, math.ceil((end - start) / width))
-    total = [0.0] * count
+    drawn = Series(start=start, end=max(end, start + 1e-3), width=width, total=[0.0] * count)
+    total = drawn.total
     workers: dict[str, list[float]] = defaultdict(lambda: [0.0] * count)
     for worker, pts in runs.values():
         mine = workers[worker]
@@ -94,9 +102,12 @@ def series(runs: Mapping[int, tuple[str, Sequence[Point]]], now: float) -> Serie
             if moved <= 0:
                 continue
             for index, share in _spread(a.at, b.at, start, width, count):
-                total[index] += moved * share / width
-                mine[index] += moved * share / width
-    return Series(start=start, width=width, total=total, workers=dict(workers))
+                low, high = drawn.bounds(index)
+                rate = moved * share / max(high - low, 1e-3)
+                total[index] += rate
+                mine[index] += rate
+    drawn.workers = dict(workers)
+    return drawn
 
 
 def _spread(

@@ -244,9 +244,19 @@ def _hold(held: HeldTransfer, last: SampleRecord, before: SampleRecord | None) -
         "done": held.done,
         "total": held.total,
         "rate": round(rate, 1),
-        "state": "transferring",
+        "state": _moving(held),
         "lease_expires": None,
     }
+
+
+def _moving(held: HeldTransfer) -> str:
+    """Where a held transfer stands: its target being made, its bytes going, or sent (the
+    checks and the metadata follow)."""
+    if held.done == 0:
+        return "starting"
+    if held.total and held.done >= held.total:
+        return "finishing"
+    return "transferring"
 
 
 def _leased(entry: JournalEntry) -> dict[str, Any]:

@@ -76,12 +76,12 @@ function summary(job, now) {
       (last.finished_at ? `${when(last.finished_at)} (${last.outcome})` : "running")
     : "never run";
   return el("div", { class: "summary" },
-    el("div", { class: "figure" }, el("span", { class: "label" }, "entries by state"), counts),
+    el("div", { class: "figure states" }, el("span", { class: "label" }, "entries by state"), counts),
     figure("bytes done / total", `${bytes(job.bytes_done)} / ${bytes(job.bytes_total)}`, progress),
     figure("current rate", rate(job.rate)),
     figure("ETA", job.eta_seconds === null ? "–" : duration(job.eta_seconds)),
-    figure("last run", lastText),
-    figure("samples in the journal", String(job.samples)));
+    el("div", { class: "figure wide" }, el("span", { class: "label" }, "last run"),
+      el("span", { class: "value" }, lastText)));
 }
 
 function workersTable(job, now) {
@@ -141,7 +141,8 @@ function jobView(name) {
   const chart = el("div", { class: "chart-box", "data-version": 0 });
   const tables = el("div", { class: "tables" });
   const section = el("section", { class: "job", "data-job": name, "data-version": 0 },
-    el("h2", {}, `job ${name}`), tables, el("h3", {}, "throughput over time"), chart);
+    el("h2", {}, `job ${name}`), tables, el("h3", { class: "chart-title" }, "throughput over time"),
+    chart);
   document.getElementById("jobs").append(section);
   view = { section, tables, chart, lastTables: null, lastSvg: null, tableVersion: 0, chartVersion: 0 };
   jobs.set(name, view);
@@ -155,6 +156,8 @@ function renderJob(job, now) {
     el("h3", {}, "held now"), holdsTable(job),
     el("h3", {}, `failures (${job.failures_total})`), failuresTable(job),
     el("h3", {}, "runs"), runsTable(job));
+  view.section.querySelector(".chart-title").textContent =
+    `throughput over time (${job.samples} samples)`;
   view.tables.replaceWith(content);
   view.tables = content;
   const facts = JSON.stringify([job.states, job.bytes_done, job.workers, job.failures, job.runs]);
