@@ -4,6 +4,8 @@ bandwidth timetable.
 ``run_plan`` executes a plan once: it records the run, marks the pairs found in sync as done,
 hands the rest to a scheduler (``LocalScheduler`` on one host, ``ClaimingScheduler`` when a
 shared journal hands out the items), tidies the spool and records how the run ended.
+While it runs, its counters go into the journal every ``sample_every`` seconds (None: never)
+for the live page of ``image-transfer serve`` (``transfer.engine.sampling``).
 ``run_job`` is what ``image-transfer run`` calls: ``run_plan`` under the job's ``max_duration``
 and ``bwlimit`` timetable, stopped by the caller's ``stop`` event (SIGINT, SIGTERM) as well.
 """
@@ -56,9 +58,6 @@ async def run_plan(
 ) -> RunSummary:
     """Execute a plan; returns when every item is done, failed or (after ``stop``) not started.
 
-    While it runs, the run's counters go into the journal every ``sample_every`` seconds
-    (``transfer.engine.sampling``; None: never), for the live page of ``image-transfer serve``.
-
     ``deadline`` is set (with ``stop``) when the job's ``max_duration`` stopped it: the run is
     then recorded as a deadline stop rather than an interruption.
 
@@ -89,10 +88,8 @@ async def run_plan(
     scheduler = _scheduler(runner, journal=journal, ticket=ticket, worker=worker, terms=terms)
 
     take = _intake(runner, scheduler, journal, entries, ticket)
-    sampler = None
-    if sample_every is not None:
-        sampler = Sampler(journal, progress, job=job.name, run_id=run_id, worker=worker)
-    async with sampling(sampler, sample_every or SAMPLE_SECONDS):
+    sampler = Sampler(journal, progress, job=job.name, run_id=run_id, worker=worker)
+    async with sampling(sampler, sample_every):
         await take(plan.items)
         listing_error = await _work(plan, scheduler, take, stop)
 

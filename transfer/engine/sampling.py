@@ -92,6 +92,7 @@ def _changed(last: Sample | None, sample: Sample) -> bool:
     if last is None:
         # Nothing to chart before the first image starts, or in a run with nothing to do.
         return bool(sample.bytes_done or sample.images_done or sample.active)
+
     # The seconds of a held transfer always grow: compare what it moved.
     def moved(s: Sample) -> tuple[object, ...]:
         return (
@@ -107,10 +108,10 @@ def _changed(last: Sample | None, sample: Sample) -> bool:
 
 
 @asynccontextmanager
-async def sampling(sampler: Sampler | None, every: float) -> AsyncIterator[None]:
+async def sampling(sampler: Sampler, every: float | None) -> AsyncIterator[None]:
     """Samples every ``every`` seconds while the body runs, and a last one when it ends
-    (nothing at all with no ``sampler``)."""
-    if sampler is None:
+    (nothing at all when ``every`` is None)."""
+    if every is None:
         yield
         return
     async with anyio.create_task_group() as tg:
