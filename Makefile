@@ -83,3 +83,10 @@ bench-quick: $(STAMP)
 .PHONY: man
 man: $(STAMP)
 	$(BIN)/python -m transfer.cli.manpage docs/image-transfer.1
+
+# Debian's Chromium (and its driver), for the live page's browser tests (tests/web): playwright
+# drives this system browser and never downloads one. CI runs it before the tests.
+.PHONY: browser
+SUDO ?= $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	test -x /usr/bin/chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver; }

@@ -3,6 +3,9 @@ journal of its own when images go one at a time (the entry; the first step's sta
 attempt; one per step's end, each with the next step's start; the last with ``done``), and
 fewer when images run side by side (they share commits); the copies are still exact and the
 journal still says what was done.  ``journal.commits`` is the counter the benchmark reads.
+
+The run's samples (``transfer.engine.sampling``: at most one commit each, every two seconds
+while bytes move, and one at the end) come on top, and are counted apart.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ emu = emulator_fixture(seed=23)
 
 async def commits_per_image(config_path: Path, job: str = "move") -> tuple[float, int]:
     """Run ``job`` once on its SQLite journal; the commits its images cost, per image (the
-    run's own start and end left out), and how many images it worked."""
+    run's own start and end, and its samples, left out), and how many images it worked."""
     config = load_config(config_path, environ=environment())
     async with (
         SqliteJournal(config.journal.path) as journal,
@@ -52,7 +55,9 @@ async def commits_per_image(config_path: Path, job: str = "move") -> tuple[float
         summary = await run_plan(plan, journal=journal)
         assert summary.failed == [], [r.error for r in summary.failed]
         worked = len(summary.results)
-        return (journal.commits - before - 2) / worked, worked
+        samples = len(await journal.samples(job))
+        assert samples >= 1  # the last one, at the end of the run
+        return (journal.commits - before - 2 - samples) / worked, worked
 
 
 async def test_a_private_copy_with_tags_costs_at_most_10_commits_and_fewer_side_by_side(

@@ -25,6 +25,7 @@ from transfer.bandwidth import parse_bwlimit
 from transfer.cli.inflight import start_then_import
 from transfer.cli.main import ExitCode
 from transfer.cli.options import Command, common_arguments, load_jobs
+from transfer.cli.serve import page_beside, serve_arguments
 from transfer.cloud.sessions import Clouds, open_clouds
 from transfer.config.loader import parse_duration
 from transfer.config.settings import Config, HttpSettings, JobConfig, LeaseSettings
@@ -113,6 +114,7 @@ def run_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
         action="store_true",
         help="remove the job's spool files at the end, even those kept to resume failed images",
     )
+    serve_arguments(parser)
 
 
 def max_delete_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -205,6 +207,7 @@ def execute(config: Config, jobs: list[JobConfig], args: argparse.Namespace) -> 
     jobs = [_job_overrides(job, args) for job in jobs]
     terms = _lease_terms(config, args)
     config = dataclasses.replace(config, journal=dataclasses.replace(config.journal, lease=terms))
+    page = page_beside(config, args)
     outcomes: list[Outcome] = []
     imported = False  # transfer.cli.running, the engine side
 
@@ -214,7 +217,7 @@ def execute(config: Config, jobs: list[JobConfig], args: argparse.Namespace) -> 
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch_signals, stop, tg.cancel_scope)
             try:
-                async with AsyncExitStack() as first:
+                async with page, AsyncExitStack() as first:
                     early = await first.enter_async_context(open_clouds(config, _http(jobs[0])))
                     await start_then_import(early, jobs[:1], "transfer.cli.running")
                     imported = True

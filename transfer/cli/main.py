@@ -81,6 +81,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "copy": ("transfer.cli.copy:copy", "copy images between CLOUD:REGIONs, no config needed"),
     "sync": ("transfer.cli.copy:sync", "copy, then prune the copies whose source is gone"),
     "status": ("transfer.cli.status:status", "show where jobs stand, from the journal"),
+    "serve": ("transfer.cli.serve:serve", "serve a live page of the jobs, from the journal"),
     "verify": ("transfer.cli.plan:verify", "deep-compare a job's sources and targets"),
     "emulator": ("transfer.emulator.cli", "run an emulated cloud: NHN or a private OpenStack"),
     "images": ("transfer.cli.images", "every Image API call: list, show, create, upload, ..."),

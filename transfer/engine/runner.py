@@ -4,6 +4,8 @@ bandwidth timetable.
 ``run_plan`` executes a plan once: it records the run, marks the pairs found in sync as done,
 hands the rest to a scheduler (``LocalScheduler`` on one host, ``ClaimingScheduler`` when a
 shared journal hands out the items), tidies the spool and records how the run ended.
+While it runs, its counters go into the journal every ``sample_every`` seconds (None: never)
+for the live page of ``image-transfer serve`` (``transfer.engine.sampling``).
 ``run_job`` is what ``image-transfer run`` calls: ``run_plan`` under the job's ``max_duration``
 and ``bwlimit`` timetable, stopped by the caller's ``stop`` event (SIGINT, SIGTERM) as well.
 """
@@ -24,6 +26,7 @@ from transfer.engine.feeds import FeedChooser
 from transfer.engine.pipeline import Pipeline
 from transfer.engine.planning import JobPlan, OnItems, item_key, record_entry
 from transfer.engine.results import ItemResult, Outcome, Progress, RunSummary
+from transfer.engine.sampling import SAMPLE_SECONDS, Sampler, sampling
 from transfer.engine.schedule import (
     ClaimingScheduler,
     ItemRunner,
@@ -51,6 +54,7 @@ async def run_plan(
     ticket: PlanTicket | None = None,
     terms: LeaseSettings | None = None,
     deadline: anyio.Event | None = None,
+    sample_every: float | None = SAMPLE_SECONDS,
 ) -> RunSummary:
     """Execute a plan; returns when every item is done, failed or (after ``stop``) not started.
 
@@ -84,8 +88,10 @@ async def run_plan(
     scheduler = _scheduler(runner, journal=journal, ticket=ticket, worker=worker, terms=terms)
 
     take = _intake(runner, scheduler, journal, entries, ticket)
-    await take(plan.items)
-    listing_error = await _work(plan, scheduler, take, stop)
+    sampler = Sampler(journal, progress, job=job.name, run_id=run_id, worker=worker)
+    async with sampling(sampler, sample_every):
+        await take(plan.items)
+        listing_error = await _work(plan, scheduler, take, stop)
 
     # Keep the spools of images a target still needs (failed, or not started after a stop);
     # a plan cut short does not know every image that needs one.

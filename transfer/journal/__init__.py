@@ -19,7 +19,10 @@ Two protocols, because they are two concerns:
 - ``postgres``: ``PgJournal``, the record in a PostgreSQL database several hosts share, and its
   migrations; ``pg_queue``: ``PgWorkQueue``, its plans and leases; ``pg_connection``: the one
   connection both use (reconnecting, timeouts, migrations, no password in any message);
-- ``lock``: the job lock of a local journal.
+- ``lock``: the job lock of a local journal;
+- ``samples``: the samples running workers write every few seconds (what the live page of
+  ``image-transfer serve`` charts), and their reads;
+- ``pg_schema``: the PostgreSQL journal's migrations.
 
 How workers share a job through a ``WorkQueue``:
 
@@ -37,8 +40,9 @@ How workers share a job through a ``WorkQueue``:
 
 Tables: ``runs`` (one per ``image-transfer run``), ``entries`` (the latest state of each
 source x target pair), ``steps`` (the history: each step's start and end), ``spools`` (how
-much of each spooled source image is safely on disk, per host), ``plans`` (PostgreSQL only),
-and ``schema_migrations`` (which numbered migrations were applied, each in one transaction).
+much of each spooled source image is safely on disk, per host), ``samples`` (each running
+worker's counters every few seconds), ``plans`` (PostgreSQL only), and ``schema_migrations``
+(which numbered migrations were applied, each in one transaction).
 Nothing secret is ever stored.
 """
 
@@ -58,6 +62,7 @@ from transfer.journal.records import (
     SpoolRecord,
     StepRecord,
 )
+from transfer.journal.samples import Sample, SampleRecord
 
 if TYPE_CHECKING:
     from transfer.config.settings import JournalConfig
@@ -210,6 +215,23 @@ class Journal(Protocol):
 
     async def jobs(self) -> list[str]:
         """Every job the journal knows of, sorted."""
+        ...
+
+    # -- samples ---------------------------------------------------------------------------
+
+    async def record_sample(self, sample: Sample) -> None:
+        """Record a running worker's counters now (one row, one commit: see
+        ``transfer.journal.samples``)."""
+        ...
+
+    async def samples(self, job: str, *, since: str | None = None) -> list[SampleRecord]:
+        """The samples of a job (those taken at ``since`` or later, a journal timestamp, when
+        given), oldest first."""
+        ...
+
+    async def clock(self) -> str:
+        """The journal's time now, as its timestamps give it (PostgreSQL's clock on a shared
+        journal: the hosts' clocks do not matter)."""
         ...
 
     # -- spool files -----------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The journal on PostgreSQL: ``PgJournal``, the record that ``image-transfer run`` processes on
-several hosts share, and its schema.
+several hosts share (its schema: ``transfer.journal.pg_schema``).
 
 It answers the same calls as the SQLite journal with the same records; what several hosts
 need besides, plans and leases, is its work queue (``transfer.journal.pg_queue``).  Both run
@@ -20,107 +20,10 @@ from transfer.config.settings import Secret
 from transfer.journal import records
 from transfer.journal.pg_connection import Conn, PgConnection
 from transfer.journal.pg_queue import PgWorkQueue
+from transfer.journal.pg_schema import OUR_TABLES
+from transfer.journal.pg_schema import PG_MIGRATIONS as PG_MIGRATIONS  # re-exported
 from transfer.journal.records import Ended, EntryFacts, ItemKey, SpoolFacts
-
-# Identifiers compare byte-wise (COLLATE "C"), as in SQLite, whatever the database's locale.
-# Each migration is a tuple of statements applied in one transaction; never edit a published
-# one, append a new one.  This history differs from SQLite's (where spools came later, as
-# migration 2): here everything, plans and leases included, is migration 1.  Both stay as
-# published.
-PG_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE runs (
-            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            job TEXT COLLATE "C" NOT NULL,
-            worker TEXT NOT NULL,
-            started_at TIMESTAMPTZ NOT NULL,
-            finished_at TIMESTAMPTZ,
-            outcome TEXT,
-            summary JSONB
-        )""",
-        "CREATE INDEX runs_by_job ON runs (job, id)",
-        """CREATE TABLE plans (
-            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            job TEXT COLLATE "C" NOT NULL,
-            planner TEXT NOT NULL,
-            started_at TIMESTAMPTZ NOT NULL,
-            ready_at TIMESTAMPTZ,
-            lease_seconds DOUBLE PRECISION NOT NULL,
-            lease_expires TIMESTAMPTZ NOT NULL,
-            items INTEGER NOT NULL DEFAULT 0
-        )""",
-        "CREATE INDEX plans_by_job ON plans (job, id)",
-        """CREATE TABLE entries (
-            job TEXT COLLATE "C" NOT NULL,
-            source_id TEXT COLLATE "C" NOT NULL,
-            target_key TEXT COLLATE "C" NOT NULL,
-            source_name TEXT,
-            source_checksum TEXT,
-            source_size BIGINT,
-            target_id TEXT,
-            generation INTEGER NOT NULL DEFAULT 0,
-            state TEXT NOT NULL DEFAULT 'pending'
-                CHECK (state IN ('pending', 'running', 'done', 'failed')),
-            last_step TEXT,
-            bytes_done BIGINT NOT NULL DEFAULT 0,
-            md5 TEXT,
-            sha512 TEXT,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            last_error TEXT,
-            updated_at TIMESTAMPTZ NOT NULL,
-            plan_id BIGINT,
-            plan_rank BIGINT,
-            lease_owner TEXT,
-            lease_expires TIMESTAMPTZ,
-            PRIMARY KEY (job, source_id, target_key)
-        )""",
-        "CREATE INDEX entries_by_state ON entries (job, state)",
-        "CREATE INDEX entries_claimable ON entries (job, plan_id, plan_rank) "
-        "WHERE state IN ('pending', 'running')",
-        """CREATE TABLE steps (
-            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            run_id BIGINT NOT NULL REFERENCES runs (id),
-            job TEXT COLLATE "C" NOT NULL,
-            source_id TEXT COLLATE "C" NOT NULL,
-            target_key TEXT COLLATE "C" NOT NULL,
-            step TEXT NOT NULL,
-            started_at TIMESTAMPTZ NOT NULL,
-            finished_at TIMESTAMPTZ,
-            ok BOOLEAN,
-            detail JSONB,
-            error TEXT
-        )""",
-        "CREATE INDEX steps_by_entry ON steps (job, source_id, target_key, id)",
-        "CREATE INDEX steps_by_run ON steps (run_id)",
-        """CREATE TABLE spools (
-            job TEXT COLLATE "C" NOT NULL,
-            source_id TEXT COLLATE "C" NOT NULL,
-            host TEXT COLLATE "C" NOT NULL,
-            path TEXT NOT NULL,
-            source_checksum TEXT,
-            size BIGINT,
-            bytes_done BIGINT NOT NULL DEFAULT 0,
-            complete BOOLEAN NOT NULL DEFAULT false,
-            updated_at TIMESTAMPTZ NOT NULL,
-            PRIMARY KEY (job, source_id, host)
-        )""",
-    ),
-    # 2: fencing tokens (every claim makes a new epoch; a write carrying an older one is
-    # refused) and the count of takeovers (a holder's lease ran out before it finished).
-    (
-        "ALTER TABLE entries ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0",
-        "ALTER TABLE entries ADD COLUMN takeovers INTEGER NOT NULL DEFAULT 0",
-    ),
-    # 3: the step whose failure an entry's last_error reports, and whether that failure was
-    # transient (what ``status`` shows and its exit code).
-    (
-        "ALTER TABLE entries ADD COLUMN failed_step TEXT",
-        "ALTER TABLE entries ADD COLUMN retryable BOOLEAN NOT NULL DEFAULT false",
-    ),
-)
-#: The tables of ``PG_MIGRATIONS``: a schema holding one of them but no ``schema_migrations``
-#: is not a journal.
-_OUR_TABLES = frozenset({"runs", "plans", "entries", "steps", "spools"})
+from transfer.journal.samples import WRITTEN_COLUMNS, Sample, SampleReads, sample_values
 
 # The columns of JournalEntry, then the lease only while it is live (an expired lease is as
 # good as none: its worker is gone).
@@ -155,6 +58,10 @@ _SAVE_SPOOL = records.upsert(
     ["now()" if c == "updated_at" else f"%({c})s" for c in records.SPOOL_COLUMNS],
     key=3,
 )
+_RECORD_SAMPLE = (
+    f"INSERT INTO samples ({', '.join(WRITTEN_COLUMNS)}, at) "
+    f"VALUES ({', '.join('%s' for _ in WRITTEN_COLUMNS)}, now())"
+)
 
 
 def _jsonb(value: Mapping[str, Any] | None) -> Jsonb | None:
@@ -180,8 +87,10 @@ async def _insert_start(conn: Conn, job: str, key: ItemKey, step: str, run_id: i
     )
 
 
-class PgJournal(records.JournalReads):
+class PgJournal(SampleReads):
     """The journal in a PostgreSQL database (see the module docstring)."""
+
+    time_param = "CAST({} AS timestamptz)"
 
     def __init__(
         self,
@@ -197,7 +106,7 @@ class PgJournal(records.JournalReads):
             url,
             password=password,
             migrations=migrations,
-            tables=_OUR_TABLES,
+            tables=OUR_TABLES,
             timeout=timeout,
             connect_timeout=connect_timeout,
             reconnect=reconnect,
@@ -394,6 +303,21 @@ class PgJournal(records.JournalReads):
                 )
 
         await self._db.write(write)
+
+    # -- samples ---------------------------------------------------------------------------
+
+    async def record_sample(self, sample: Sample) -> None:
+        values = sample_values(sample)
+        row = (*values[:-1], _jsonb(values[-1]))
+
+        async def write(conn: Conn) -> None:
+            await conn.execute(_RECORD_SAMPLE, row)
+
+        await self._db.write(write)
+
+    async def clock(self) -> str:
+        [(moment,)] = await self._db.rows("SELECT now()", ())
+        return records.stamp(moment)
 
     # -- spool files -----------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from typing import Any, Self, Unpack
 
 from transfer.journal import records
 from transfer.journal.records import Ended, EntryFacts, ItemKey, SpoolFacts
+from transfer.journal.samples import WRITTEN_COLUMNS, Sample, SampleReads, sample_values
 from transfer.journal.sqlite_connection import SqliteConnection, now
 
 # Each migration is a tuple of statements applied in one transaction; never edit a published
@@ -93,6 +94,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE entries ADD COLUMN failed_step TEXT",
         "ALTER TABLE entries ADD COLUMN retryable INTEGER NOT NULL DEFAULT 0",
     ),
+    # 4: the samples a running worker writes every few seconds (``transfer.journal.samples``):
+    # the live page's throughput over time, and the bytes of what each worker holds now.
+    (
+        """CREATE TABLE samples (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job TEXT NOT NULL,
+            run_id INTEGER NOT NULL REFERENCES runs (id),
+            worker TEXT NOT NULL,
+            at TEXT NOT NULL,
+            bytes_done INTEGER NOT NULL,
+            bytes_total INTEGER NOT NULL,
+            images_done INTEGER NOT NULL,
+            images_failed INTEGER NOT NULL,
+            images_total INTEGER NOT NULL,
+            active TEXT
+        )""",
+        "CREATE INDEX samples_by_job ON samples (job, at)",
+    ),
 )
 
 _KEY = "job = :job AND source_id = :source_id AND target_key = :target_key"
@@ -119,6 +138,10 @@ _ENSURE_ENTRY = f"""INSERT INTO entries (job, source_id, target_key, source_name
 _SAVE_SPOOL = records.upsert(
     "spools", records.SPOOL_COLUMNS, [f":{c}" for c in records.SPOOL_COLUMNS], key=3
 )
+_RECORD_SAMPLE = (
+    f"INSERT INTO samples ({', '.join(WRITTEN_COLUMNS)}, at) "
+    f"VALUES ({', '.join('?' for _ in WRITTEN_COLUMNS)}, ?)"
+)
 
 
 def _dumps(value: Mapping[str, Any] | None) -> str | None:
@@ -129,7 +152,7 @@ def _loads(text: str | None) -> dict[str, Any]:
     return records.json_object(json.loads(text)) if text else {}
 
 
-class SqliteJournal(records.JournalReads):
+class SqliteJournal(SampleReads):
     """The journal in one SQLite file (WAL mode; the file and its -wal/-shm are mode 0600)."""
 
     #: One host's file: one run per job at a time (the job lock), no claiming needed.
@@ -309,6 +332,20 @@ class SqliteJournal(records.JournalReads):
                 conn.execute(f"DELETE FROM {table} WHERE job = ?", (job,))
 
         await self._db.write(write)
+
+    # -- samples ---------------------------------------------------------------------------
+
+    async def record_sample(self, sample: Sample) -> None:
+        values = sample_values(sample)
+        row = (*values[:-1], _dumps(values[-1]))
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(_RECORD_SAMPLE, (*row, now()))
+
+        await self._db.write(write)
+
+    async def clock(self) -> str:
+        return now()
 
     # -- spool files -----------------------------------------------------------------------
 
