@@ -1,8 +1,9 @@
 """The full verified copy, measured on the engine itself: for each transfers value, one job
 over the bench's source images (``bench-RUN_ID-tN``, its journal in the bench's temporary
 folder), planned and run by the code ``image-transfer run`` uses (``plan_for_run``,
-``run_job``), so the figure is the engine's: create, stream, the verifying GET, with
-``transfers`` slots and the ``--bwlimit`` timetable.
+``run_plan``, under ``run_job``), so the figure is the engine's: create, stream, the verifying
+GET, with ``transfers`` slots, drawing on the bench's one ``--bwlimit`` bucket (already in use
+by the measurements before it, so that no fresh burst flatters the copy).
 
 The window closes as ``max_duration`` closes a run (the images in flight finish, no new one
 starts), but never before every slot has had an image.  The copies are deleted at once after.
@@ -32,10 +33,11 @@ from transfer.config.settings import (
 )
 from transfer.engine.planning import plan_for_run
 from transfer.engine.results import Outcome, Progress
-from transfer.engine.runner import run_job
+from transfer.engine.runner import run_plan
 from transfer.journal import open_journal
 from transfer.metadata import MARKER_JOB
 from transfer.models import Image
+from transfer.streams import TokenBucket
 
 #: Copies that carry nothing a bench could not delete: private, unprotected, no members.
 BENCH_COPY = CopyConfig(
@@ -76,9 +78,10 @@ async def measure_copy(
     window: float,
     progress: Progress,
     work: Path,
+    bucket: TokenBucket | None,
 ) -> Measurement:
     """Run ``job`` on the engine for about ``window`` seconds; the whole images it copied and
-    verified, over the time of the run."""
+    verified, over the time from the first one's start to the last one's end."""
     m = Measurement(Kind.COPY, job.transfers)
     config = dataclasses.replace(config, journal=JournalConfig(path=work / "journal.db"))
     stop = anyio.Event()
@@ -90,23 +93,56 @@ async def measure_copy(
             await anyio.sleep(0.02)  # the engine's counters have no event to wait on
         stop.set()
 
+    span = _Span(progress)
     async with open_journal(config.journal) as journal:
         plan, ticket = await plan_for_run(config, job, clouds, journal, "bench")
-        started = time.monotonic()
         async with anyio.create_task_group() as tg:
             tg.start_soon(close_window)
-            ran = await run_job(plan, journal=journal, stop=stop, progress=progress, ticket=ticket)
+            tg.start_soon(span.follow)
+            summary = await run_plan(
+                plan, journal=journal, bucket=bucket, progress=progress, stop=stop, ticket=ticket
+            )
             tg.cancel_scope.cancel()
-    results = ran.summary.results
+    span.look(time.monotonic())
+    results = summary.results
     copied = [r for r in results if r.outcome is Outcome.COPIED]
     failed = [r for r in results if r.outcome is Outcome.FAILED]
     m.images = len(copied)
     m.bytes = sum(r.image_bytes for r in copied)
-    m.seconds = ran.summary.ended - started if copied else 0.0
+    m.seconds = span.seconds if copied else 0.0
     m.failed = len(failed)
     m.error = next((r.error for r in failed if r.error), None)
     m.transient = all(r.retryable for r in failed)
     return m
+
+
+class _Span:
+    """From the first image's start (its slot taken) to the last image's end, read off the
+    engine's progress counters: the run's own set-up and wind-up (its journal records, the
+    listings) are no part of the link's figure."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.first: float | None = None
+        self.last: float | None = None
+        self.done = 0
+
+    def look(self, now: float) -> None:
+        if self.first is None and (self.progress.active or self.progress.images_done):
+            self.first = now
+        if self.progress.images_done != self.done:
+            self.done, self.last = self.progress.images_done, now
+
+    async def follow(self) -> None:
+        while True:
+            self.look(time.monotonic())
+            await anyio.sleep(0.005)
+
+    @property
+    def seconds(self) -> float:
+        if self.first is None or self.last is None:
+            return 0.0
+        return self.last - self.first
 
 
 async def delete_copies(target: Side, job: JobConfig) -> Swept:

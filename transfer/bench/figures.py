@@ -46,12 +46,11 @@ class Measurement:
     failed: int = 0  # images that failed
     error: str | None = None  # the first failure's message
     transient: bool = True  # every failure was transient (network, timeout, 5xx, 429)
-    skipped: str | None = None  # why it was not measured
 
     @property
     def rate(self) -> float | None:
         """Bytes per second, or None when nothing was measured."""
-        if self.skipped or not self.images or self.seconds <= 0:
+        if not self.images or self.seconds <= 0:
             return None
         return self.bytes / self.seconds
 
@@ -153,15 +152,15 @@ def limit(
             return Verdict(
                 "latency",
                 f"each image waits for {ROUND_TRIPS} round trips of about {trips * 1000:.0f} ms "
-                f"(create, upload, verify): {share:.0%} of its {per_image:.2f} s at "
-                f"{min(copy)} transfer(s); larger images or more transfers hide it",
+                f"(create, upload, verify): {share:.0%} of its {per_image:.2f} s with "
+                f"{_transfers(min(copy))}; larger images or more transfers hide it",
             )
     d, u = down.get(at), up.get(at)
     if d is None or u is None:
-        return Verdict("unknown", f"download or upload was not measured at {at} transfers")
+        return Verdict("unknown", f"download or upload was not measured with {_transfers(at)}")
     if abs(d - u) < ALIKE * max(d, u):
         reason = (
-            f"at {at} transfers the download alone reached {human_rate(d)} and the upload "
+            f"with {_transfers(at)} the download alone reached {human_rate(d)} and the upload "
             f"alone {human_rate(u)}: both sides give about the same"
         )
         if at in copy:
@@ -170,12 +169,16 @@ def limit(
     side, slow, fast = ("download", d, u) if d <= u else ("upload", u, d)
     other = "upload" if side == "download" else "download"
     reason = (
-        f"at {at} transfers the {side} alone reached {human_rate(slow)}, the {other} alone "
+        f"with {_transfers(at)} the {side} alone reached {human_rate(slow)}, the {other} alone "
         f"{human_rate(fast)}"
     )
     if at in copy:
         reason += f"; the copy reached {human_rate(copy[at])} ({copy[at] / slow:.0%} of the {side})"
     return Verdict(side, reason)
+
+
+def _transfers(n: int) -> str:
+    return f"{n} transfer" if n == 1 else f"{n} transfers"
 
 
 def _round_trip(latencies: Sequence[Latency]) -> float | None:
@@ -195,7 +198,7 @@ def table(measurements: Sequence[Measurement]) -> list[str]:
             m = by.get((kind, t))
             cells.append(_cell(m))
         copied = by.get((Kind.COPY, t))
-        cells.append(f"{copied.images}" if copied and not copied.skipped else "-")
+        cells.append(f"{copied.images}" if copied else "-")
         rows.append(cells)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
@@ -204,8 +207,6 @@ def table(measurements: Sequence[Measurement]) -> list[str]:
 def _cell(m: Measurement | None) -> str:
     if m is None:
         return "-"
-    if m.skipped:
-        return "skipped"
     if m.rate is None:
         return "failed"
     return human_rate(m.rate) + ("!" if m.failed else "")
@@ -243,7 +244,6 @@ def measurement_json(m: Measurement) -> dict[str, Any]:
         "failed": m.failed,
         "error": m.error,
         "transient": m.transient if m.failed else None,
-        "skipped": m.skipped,
     }
 
 
