@@ -213,8 +213,10 @@ async def test_a_killed_bench_leaves_images_that_cleanup_finds_by_their_marker_o
     await emu_delete(emu, http, mine)
 
 
-async def emu_delete(emu: Emulator, http: aiohttp.ClientSession, image_id: str) -> None:
-    api = Api(http, emu.regions["KR2"], await token(emu, SRC, http))
+async def emu_delete(
+    emu: Emulator, http: aiohttp.ClientSession, image_id: str, region: str = "KR2"
+) -> None:
+    api = Api(http, emu.regions[region], await token(emu, SRC, http))
     assert (await api.call("DELETE", f"/v2/images/{image_id}")).status == 204
 
 
@@ -233,3 +235,34 @@ async def test_usage_errors_say_what_is_wrong_and_create_nothing(
     assert "more than --max-bytes 5.0 MiB" in big.err and "give --yes" in big.err
     assert "Traceback" not in missing.err + same.err + stray.err + big.err
     assert await held(emu, http) == before
+
+
+async def test_existing_images_are_read_and_left_as_they_were(
+    emu: Emulator, http: aiohttp.ClientSession, home: Path
+) -> None:
+    ids = [
+        await emu.seed_image("KR1", SRC.tenant_id, size=300_000, fill_seed=n, name=f"golden-{n}")
+        for n in range(2)
+    ]
+    before = await held(emu, http)
+    records = {i: emu.image_record("KR1", i) for i in ids}
+    report_path = home / "bench.json"
+    done = await run(
+        home,
+        *LINE,
+        *("--images", "golden-*", "--transfers", "2", "--max-duration", "1s"),
+        *("--json", str(report_path)),
+    )
+    assert done.code == 0, done.out + done.err
+    report = json.loads(report_path.read_text())
+    assert sorted(image["id"] for image in report["images"]) == sorted(ids)
+    assert not report["synthetic"]
+    assert {m["kind"] for m in report["measurements"] if m["bytes"]} == {
+        "download",
+        "upload",
+        "copy",
+    }
+    assert {i: emu.image_record("KR1", i) for i in ids} == records  # not a field changed
+    assert await held(emu, http) == before
+    for image_id in ids:
+        await emu_delete(emu, http, image_id, region="KR1")
