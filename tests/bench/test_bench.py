@@ -10,18 +10,20 @@ import asyncio
 import json
 import re
 import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pexpect
 import pytest
 import pytest_asyncio
 
 from tests.conftest import token
-from tests.copy.helpers import listing, run, start, write_clouds_yaml
+from tests.copy.helpers import child_env, listing, run, start, write_clouds_yaml
 from tests.emulator.helpers import Api
-from tests.engine.helpers import SRC, MiB, Outcome, finish, kill, new_emulator
+from tests.engine.helpers import REPO, SRC, MiB, Outcome, finish, kill, new_emulator
 from transfer.emulator import Emulator
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -266,3 +268,30 @@ async def test_existing_images_are_read_and_left_as_they_were(
     assert await held(emu, http) == before
     for image_id in ids:
         await emu_delete(emu, http, image_id, region="KR1")
+
+
+def answer_on_a_terminal(home: Path, answer: str) -> tuple[int | None, str]:
+    """``bench`` over --max-bytes in a pseudo-terminal, answering its question with ``answer``."""
+    child: pexpect.spawn[str] = pexpect.spawn(
+        sys.executable,
+        ["-m", "transfer", *LINE, "--sizes", "1M", "--count", "3", "--max-bytes", "2M"],
+        cwd=str(REPO),
+        env=child_env(home),
+        encoding="utf-8",
+        timeout=30,
+    )
+    child.expect(r"Go ahead\? \[y/N\] ")
+    child.sendline(answer)
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.exitstatus, str(child.before)
+
+
+async def test_on_a_terminal_it_asks_before_holding_more_than_max_bytes(
+    emu: Emulator, http: aiohttp.ClientSession, home: Path
+) -> None:
+    before = await held(emu, http)
+    code, said = await asyncio.to_thread(answer_on_a_terminal, home, "n")
+    assert code == 2, said
+    assert "not confirmed (give --yes, or fewer or smaller images)" in said
+    assert await held(emu, http) == before

@@ -9,7 +9,8 @@ tool's own client and engine.
 - ``copying``: the full verified copy, run by the engine itself;
 - ``latency``: single calls, p50 and p95, and the time to first byte;
 - ``ledger``: what a bench created, and the deletion of it (``bench --cleanup`` too);
-- ``runner``: the whole bench, from the test images to the cleanup.
+- ``runner``: the whole bench, from the test images to the cleanup;
+- ``report``: the lines a bench prints and its JSON document.
 
 ``benchmarks/`` (``make bench``) measures the engine on loopback; this package measures a
 user's link.

@@ -30,22 +30,22 @@ def write_chart(
         raise ConfigError(f"--chart {path}: expected a file name ending in .svg or .png")
 
 
-def _nice_top(value: float) -> float:
-    """A round axis top at or above ``value``."""
+def _nice_step(value: float) -> float:
+    """A round tick step at or above ``value`` (1, 2, 2.5 or 5 times a power of ten)."""
     if value <= 0:
         return 1.0
-    step = 10.0 ** math.floor(math.log10(value))
-    for factor in (1, 2, 2.5, 5, 10):
-        if factor * step >= value:
-            return float(factor * step)
-    return float(10 * step)
+    power = 10.0 ** math.floor(math.log10(value))
+    return float(next(f * power for f in (1, 2, 2.5, 5, 10) if f * power >= value))
 
 
 def svg(measurements: Sequence[Measurement], knee: int | None, title: str) -> str:
     """The chart as an SVG document (MiB/s against the transfers values, evenly spaced)."""
     values = sorted({m.transfers for m in measurements})
     lines = {kind: rates(measurements, kind) for kind in Kind}
-    top = _nice_top(max((r / MiB for line in lines.values() for r in line.values()), default=1))
+    highest = max((r / MiB for line in lines.values() for r in line.values()), default=1.0)
+    step = _nice_step(highest / 5)
+    ticks = math.ceil(highest / step)
+    top = step * ticks
     plot_w, plot_h = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
 
     def x(t: int) -> float:
@@ -61,8 +61,8 @@ def svg(measurements: Sequence[Measurement], knee: int | None, title: str) -> st
         f'<rect width="{_W}" height="{_H}" fill="white"/>',
         f'<text x="{_W / 2}" y="22" text-anchor="middle" font-size="14">{escape(title)}</text>',
     ]
-    for n in range(5):
-        value = top * n / 4
+    for n in range(ticks + 1):
+        value = step * n
         yy = y(value * MiB)
         out.append(
             f'<line x1="{_LEFT}" x2="{_LEFT + plot_w}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#ddd"/>'

@@ -20,10 +20,10 @@ from typing import Any
 import anyio
 
 from transfer.bandwidth import parse_bwlimit
-from transfer.bench import figures
 from transfer.bench.chart import write_chart
 from transfer.bench.ledger import Swept, sweep
 from transfer.bench.markers import RUN_ID_RE, new_run_id
+from transfer.bench.report import left_lines, report_json, report_lines
 from transfer.bench.runner import Bench, BenchReport, BenchSettings, open_side
 from transfer.cli.display import show_progress
 from transfer.cli.main import ExitCode
@@ -44,7 +44,7 @@ from transfer.config.settings import (
 )
 from transfer.engine.results import Progress
 from transfer.errors import ConfigError
-from transfer.streams import human_bytes, parse_size
+from transfer.streams import parse_size
 
 _ABOUT = """\
 Creates random test images in the source (or reads existing ones, --images), then measures,
@@ -317,9 +317,9 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     report = anyio.run(_bench, bench)
-    _show(report, settings)
+    print("\n".join(report_lines(report, settings)))
     if args.json:
-        args.json.write_text(json.dumps(_json(report, settings), indent=2) + "\n")
+        args.json.write_text(json.dumps(report_json(report, settings), indent=2) + "\n")
     if args.chart and report.measurements:
         title = f"bench {report.run_id}: {report.source} -> {report.target}"
         write_chart(args.chart, report.measurements, report.knee[0], title)
@@ -361,41 +361,9 @@ async def _cleanup(
 
 
 def _left(swept: Swept) -> int:
-    for image_id in swept.protected:
-        print(f"  left {image_id}: it is protected (a bench never protects an image)")
-    for image_id, why in swept.failed:
-        print(f"  left {image_id}: {why}")
+    for line in left_lines(swept):
+        print(line)
     return ExitCode.PARTIAL if swept.protected or swept.failed else ExitCode.OK
-
-
-def _show(report: BenchReport, settings: BenchSettings) -> None:
-    pool = report.pool
-    print(
-        f"bench {report.run_id}: {report.source} -> {report.target}, {len(pool)} images "
-        f"({human_bytes(report.pool_bytes)}), transfers "
-        f"{','.join(map(str, settings.transfers))}"
-    )
-    if report.measurements:
-        print()
-        print("\n".join(figures.table(report.measurements)))
-    if report.latencies:
-        print()
-        print("\n".join(figures.latency_table(report.latencies)))
-    knee, why = report.knee
-    verdict = report.verdict
-    print()
-    print(f"knee: {knee if knee is not None else '-'} transfers ({why})")
-    print(f"limit: {verdict.side} ({verdict.reason})")
-    for swept in report.cleanup:
-        _left(swept)
-    if report.overran:
-        print(
-            f"bench: the measurements took {report.seconds:.0f} s, more than --max-duration "
-            f"{settings.max_duration:g} s: each moves at least one image per transfer (smaller "
-            "--sizes or fewer --transfers fit in it)"
-        )
-    if report.interrupted:
-        print("bench: interrupted; the figures above are those measured before the signal")
 
 
 def _exit_code(report: BenchReport) -> int:
@@ -407,29 +375,6 @@ def _exit_code(report: BenchReport) -> int:
     if failed:
         return ExitCode.RETRYABLE if all(m.transient for m in failed) else ExitCode.PARTIAL
     return ExitCode.OK
-
-
-def _json(report: BenchReport, settings: BenchSettings) -> dict[str, Any]:
-    knee, why = report.knee
-    verdict = report.verdict
-    return {
-        "run_id": report.run_id,
-        "source": report.source,
-        "target": report.target,
-        "started_at": report.started_at.isoformat(),
-        "images": [{"id": i.id, "name": i.name, "size": i.size} for i in report.pool],
-        "synthetic": settings.images is None,
-        "transfers": list(settings.transfers),
-        "max_duration": settings.max_duration,
-        "bwlimit": settings.bwlimit,
-        "measurements": [figures.measurement_json(m) for m in report.measurements],
-        "latency": [figures.latency_json(lat) for lat in report.latencies],
-        "knee": {"transfers": knee, "reason": why},
-        "limit": {"side": verdict.side, "reason": verdict.reason},
-        "seconds": round(report.seconds, 3),
-        "interrupted": report.interrupted,
-        "left_behind": [{"cloud": key, "id": image_id} for key, image_id in report.left_behind],
-    }
 
 
 bench = Command(_configure, _run)
