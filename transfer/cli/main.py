@@ -83,6 +83,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("transfer.cli.status:status", "show where jobs stand, from the journal"),
     "serve": ("transfer.cli.serve:serve", "serve a live page of the jobs, from the journal"),
     "verify": ("transfer.cli.plan:verify", "deep-compare a job's sources and targets"),
+    "bench": ("transfer.cli.bench:bench", "measure the link between two regions, then clean up"),
     "emulator": ("transfer.emulator.cli", "run an emulated cloud: NHN or a private OpenStack"),
     "images": ("transfer.cli.images", "every Image API call: list, show, create, upload, ..."),
     "completion": ("transfer.cli.completion", "print a shell completion script (bash or zsh)"),
