@@ -32,7 +32,7 @@ fmt: $(STAMP)
 emulator: $(STAMP)
 	$(BIN)/image-transfer emulator
 
-# Real OpenStack Glance (installed on first use into .interop/) against the emulator and engine.
+# Real OpenStack Glance (installed on first use into ~/.cache/image-transfer/interop/) against the emulator and engine.
 interop: $(STAMP)
 	$(BIN)/python -m pytest -q tests/interop
 
@@ -52,7 +52,7 @@ clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 # The OpenStack clients (python-glanceclient, openstacksdk, python-openstackclient) in their own
-# environment, .interop/clients-venv (built on first use by tests/ecosystem and the benchmark too).
+# environment, ~/.cache/image-transfer/interop/clients-venv (built on first use by tests/ecosystem and the benchmark too).
 .PHONY: clients ecosystem
 clients: $(STAMP)
 	$(BIN)/python -m interop.clients

@@ -49,7 +49,7 @@ class Params:
 
 
 FULL = Params(size=1 * GiB, repeats=5)
-QUICK = Params(size=128 * MiB, repeats=3)
+QUICK = Params(size=48 * MiB, repeats=3)
 
 
 def _source_bytes(cloud: Cloud) -> int:

@@ -1,5 +1,5 @@
 """Scenario 1: one large image KR1 -> KR2, the engine against a ``curl | curl`` pipe, at 1 GiB
-and at 2 GiB (256 MiB in the quick mode).
+and at 2 GiB (96 MiB in the quick mode).
 
 The engine runs as ``image-transfer run`` (a fresh job per repeat, so every repeat really copies
 and verifies); the baseline streams the same bytes between the same two servers with two curls
@@ -52,7 +52,7 @@ class Params:
 
 
 FULL = Params(sizes=(1 * GiB, 2 * GiB), repeats=5)
-QUICK = Params(sizes=(256 * MiB,), repeats=3)
+QUICK = Params(sizes=(96 * MiB,), repeats=3)
 
 # pipefail: a failed download must fail the measurement, not upload a short body.
 CURL_PIPE = (

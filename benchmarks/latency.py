@@ -75,7 +75,7 @@ FULL = Params(
     count=100, size=4 * MiB, repeats=3, glance_images=10, glance_repeats=3, probe_size=256 * MiB
 )
 QUICK = Params(
-    count=8, size=1 * MiB, repeats=3, glance_images=1, glance_repeats=1, probe_size=32 * MiB
+    count=6, size=1 * MiB, repeats=3, glance_images=1, glance_repeats=1, probe_size=8 * MiB
 )
 
 

@@ -1,7 +1,7 @@
 """Scenario 3: the engine's peak memory does not grow with image size.
 
 Two sets of images sit on KR1: ``count`` big ones and ``count`` small ones (8 x 1 GiB and
-8 x 128 MiB; quick: 4 x 64 MiB and 4 x 16 MiB).  The engine copies each set with
+8 x 128 MiB; quick: 4 x 32 MiB and 4 x 8 MiB).  The engine copies each set with
 ``transfers = count`` (every image in flight at once), alternating big and small runs; the
 peak RSS of the ``image-transfer run`` process is read from the kernel when it exits
 (``wait4``'s ``ru_maxrss``, that process alone).  The small run is the baseline: what the
@@ -47,7 +47,7 @@ class Params:
 
 
 FULL = Params(count=8, big=1 * GiB, small=128 * MiB, repeats=3)
-QUICK = Params(count=4, big=64 * MiB, small=16 * MiB, repeats=3)
+QUICK = Params(count=4, big=32 * MiB, small=8 * MiB, repeats=3)
 
 
 def _size(n: int) -> str:

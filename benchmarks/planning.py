@@ -1,6 +1,6 @@
 """Scenario 4: planning and status at scale (metadata only, no image bytes).
 
-``image-transfer plan`` for a job of 10,000 source images x 2 targets (quick: 1,000), in two
+``image-transfer plan`` for a job of 10,000 source images x 2 targets (quick: 300), in two
 states of the targets:
 
 - ``new``: a job that never ran, every pair to copy (``+``);
@@ -72,7 +72,7 @@ class Params:
 
 
 FULL = Params(sources=10_000, steps=100_000, repeats=5)
-QUICK = Params(sources=1_000, steps=10_000, repeats=3)
+QUICK = Params(sources=300, steps=10_000, repeats=3)
 
 
 def _jobs() -> list[JobSpec]:

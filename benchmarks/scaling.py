@@ -58,7 +58,7 @@ class Params:
 FULL = Params(
     count=128, size=4 * MiB, repeats=3, transfers=(1, 2, 4, 8, 16, 32), probe_size=256 * MiB
 )
-QUICK = Params(count=6, size=1 * MiB, repeats=3, transfers=(1, 4), probe_size=32 * MiB)
+QUICK = Params(count=6, size=1 * MiB, repeats=3, transfers=(1, 4), probe_size=8 * MiB)
 
 
 def measure_all(

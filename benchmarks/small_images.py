@@ -3,8 +3,9 @@
 Today's practice is one image after another with the python-glanceclient CLI: ``glance
 image-download --file F ID`` then ``glance image-create --file F ...``, configured as an
 operator configures it (auth URL, project, user, password, the region per call; no endpoint
-override).  glanceclient is the one of the clients' environment (``.interop/clients-venv``,
-``interop/clients.py``, built on first use).  The other baseline (``--baseline curl``, and when
+override).  glanceclient is the one of the clients' environment
+(``~/.cache/image-transfer/interop/clients-venv``, ``interop/clients.py``, built on first use).
+The other baseline (``--baseline curl``, and when
 glanceclient cannot be installed or cannot run against the emulator, see ``glance_probe``) is
 the same sequence done by a shell script with curl (download to a file, create, upload the
 file), which is strictly faster than glanceclient: it skips glanceclient's Python start-up and
@@ -66,7 +67,7 @@ class Params:
 
 
 FULL = Params(count=200, size=8 * MiB, repeats=5)
-QUICK = Params(count=20, size=1 * MiB, repeats=3)
+QUICK = Params(count=8, size=1 * MiB, repeats=3)
 
 # One image after another, as an operator's script would.  The create's answer is parsed by
 # bash itself (no extra process), like glanceclient reads the id from the response.

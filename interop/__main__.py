@@ -1,6 +1,7 @@
 """``python -m interop``: real Glance as two regions on loopback, for trying things by hand.
 
-Builds (or reuses) the Glance environment under ``.interop/``, starts regions KR1 and KR2 with
+Builds (or reuses) the Glance environment under ``~/.cache/image-transfer/interop/``, starts
+regions KR1 and KR2 with
 tenants src, dst and partner, prints their endpoints, tenant ids and tokens as shell variables
 and the lines of an engine config, then serves until Ctrl-C.  The tokens are made up for this
 run and are valid only against these servers.

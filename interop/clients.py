@@ -1,7 +1,8 @@
 """The ecosystem's clients in a virtual environment of their own, built once and reused.
 
 python-glanceclient (``glance``), openstacksdk and python-openstackclient (``openstack``),
-pinned by ``interop/clients-requirements.txt``, under ``.interop/clients-venv``: what
+pinned by ``interop/clients-requirements.txt``, under
+``~/.cache/image-transfer/interop/clients-venv``: what
 ``tests/ecosystem`` runs against the emulator and what the benchmark's glanceclient baseline
 runs.  Built like Glance's environment (``interop/environment.py``: a stamp, a lock,
 ``IndexUnreachable`` when the package index is out of reach, ``BuildFailed`` otherwise).

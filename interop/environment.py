@@ -7,6 +7,9 @@ of the requirements and the interpreter) only once everything is in place, so an
 build is redone, never half used.  When the requirements or the interpreter change, the stamp no
 longer matches and the environment is rebuilt.
 
+Both live under ``DEFAULT_ROOT``, a cache outside the checkout (``~/.cache/image-transfer/interop``
+or ``$IMAGE_TRANSFER_INTEROP_ROOT``), shared by every clone of the project on the machine.
+
 ``ensure_glance(root)`` returns a ``GlanceInstall``: the environment under ``root/venv``
 (pinned by ``interop/requirements.txt``) and an empty, migrated Glance database to copy for
 each server.
@@ -34,7 +37,21 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 REQUIREMENTS = HERE / "requirements.txt"
-DEFAULT_ROOT = REPO / ".interop"
+
+
+def _default_root() -> Path:
+    """Where the side installs live: ``$IMAGE_TRANSFER_INTEROP_ROOT``, else a cache outside the
+    checkout (``$XDG_CACHE_HOME/image-transfer/interop``, by default under ``~/.cache``), so a
+    fresh clone (CI's) reuses what an earlier one built; the stamp rebuilds it when the pins
+    or the interpreter change."""
+    chosen = os.environ.get("IMAGE_TRANSFER_INTEROP_ROOT")
+    if chosen:
+        return Path(chosen)
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "image-transfer" / "interop"
+
+
+DEFAULT_ROOT = _default_root()
 GLANCE_VERSION = "33.0.0"
 
 _STAMP = ".complete"

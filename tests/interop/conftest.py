@@ -1,5 +1,6 @@
 """Fixtures of the interop suite: real OpenStack Glance, installed in its own environment under
-``.interop/`` (built on first use, reused after), running as two regions for the session.
+``~/.cache/image-transfer/interop/`` (built on first use, reused after), running as two regions
+for the session.
 
 Without access to the package index the environment cannot be built: the suite is then
 skipped, saying why, unless ``IMAGE_TRANSFER_REQUIRE_ALL_TESTS=1`` (CI) makes that a failure.

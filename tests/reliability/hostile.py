@@ -470,7 +470,9 @@ class HostileCloud:
         return web.json_response(image.record())
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
-        image = self.images[request.match_info["id"]]
+        image = self.images.get(request.match_info["id"])
+        if image is None:  # an image only a listing case names: gone, as Glance would say
+            raise web.HTTPNotFound(text="404 Not Found: no image with that id")
         return await DOWNLOADS[image.download](self, request, image)
 
     async def _members(self, request: web.Request) -> web.StreamResponse:
