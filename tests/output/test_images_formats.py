@@ -9,6 +9,7 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -84,6 +85,18 @@ def test_each_format_of_images_list(tenant: Seeded, capsys: pytest.CaptureFixtur
     code, out, _ = run(capsys, *LIST, "-f", "table", "--column", "name", "--column", "status")
     assert out.splitlines()[0].split() == ["NAME", "STATUS"]
     assert [line.split()[-1] for line in out.splitlines()[1:]] == ["active"] * 5
+
+
+def test_c_column_as_the_openstack_cli_has_it_and_c_config_beside_it(
+    tenant: Seeded, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, _ = run(capsys, *LIST, "-f", "value", "-c", "name", "-c", "SIZE")
+    assert code == 0
+    assert out.splitlines() == ["alpha 10", "beta 2000", f"{ODD} 0", "twin 1", "twin 1"]
+    # A value that is no column is the config file, as before: here one that is not there.
+    missing = tmp_path / "nope.toml"
+    code, _, err = run(capsys, *LIST, "-c", str(missing), "--cloud", "x", "-c", "name")
+    assert code == 2 and f"{missing}: file not found" in err
 
 
 def test_csv_reads_back_with_the_csv_module(

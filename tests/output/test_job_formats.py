@@ -89,6 +89,10 @@ async def test_plan_json_has_a_schema_version_and_the_reports_spellings(ran: Ran
 
     value = await job(ran, "plan", "-f", "value", "--column", "action", "--column", "source_id")
     assert sorted(value.out.splitlines()) == sorted(f"in-sync {s}" for s in ran.sources * 2)
+    # The openstack CLI's -c COLUMN, beside -c FILE (the job's helper gives -c CONFIG first).
+    short = await job(ran, "plan", "-f", "value", "-c", "action", "-c", "source_id")
+    assert short.code == 0, short.err
+    assert sorted(short.out.splitlines()) == sorted(value.out.splitlines())
 
 
 async def test_status_as_csv_and_json(ran: Ran) -> None:

@@ -17,6 +17,7 @@ from transfer.cli.images_output import (
     add_member_list_output,
     add_member_record_output,
 )
+from transfer.cli.output import ConfigOrColumn, config_option_help
 from transfer.models import MEMBER_STATUS_FILTERS, MEMBER_STATUSES
 
 IMAGE_HELP = "the image's id or name (a name must belong to one image only)"
@@ -39,10 +40,10 @@ def _add_auth_options(parser: argparse.ArgumentParser, *, nested: bool) -> None:
     group.add_argument(
         "-c",
         "--config",
-        type=Path,
+        action=ConfigOrColumn,
         metavar="FILE",
         default=default,
-        help="take the credentials of --cloud from this TOML config (as `run` does)",
+        help=config_option_help("take the credentials of --cloud from this TOML config"),
     )
     group.add_argument(
         "--cloud", metavar="NAME", default=default, help="a [clouds.NAME] table of --config"

@@ -166,10 +166,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.BROKEN_PIPE
 
 
+def _require_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A command whose ``-c/--config`` is required got its file, not only ``-c COLUMN``s."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command = sub.choices[args.command]
+    for action in command._actions:
+        if action.required and action.dest == "config" and getattr(args, "config", None) is None:
+            command.error("the config file is missing: -c/--config FILE (-c COLUMN picks a column)")
+
+
 def _main(argv: Sequence[str] | None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser, modules = build_parser(arguments)
     args = parser.parse_args(arguments)
+    _require_config(parser, args)
     try:
         try:
             return modules[args.command].run(args)

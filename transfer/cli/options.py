@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from transfer.cli.logs import LEVELS, configure_logging
+from transfer.cli.output import ConfigOrColumn, config_option_help
 from transfer.config.loader import load_config
 from transfer.config.settings import LogFormat, LogLevel
 from transfer.errors import ConfigError
@@ -30,7 +31,12 @@ class Command:
 
 def common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-c", "--config", required=True, type=Path, metavar="FILE", help="the TOML config file"
+        "-c",
+        "--config",
+        required=True,
+        action=ConfigOrColumn,
+        metavar="FILE",
+        help=config_option_help("the TOML config file"),
     )
     parser.add_argument(
         "--job",

@@ -12,6 +12,11 @@ a document; this module picks the columns and renders them, as the openstack CLI
 
 Column names are the JSON key names (``source_id``, ``target``, ...), matched without regard to
 case; an unknown one is a usage error that names the known ones.
+
+``-c`` is both the openstack CLI's column option and our ``-c/--config FILE``
+(``ConfigOrColumn``): ``-c VALUE`` picks a column when VALUE is one of the command's columns,
+and names the config file otherwise (a config file named like a column is ``--config NAME``
+or ``./NAME``).
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import StrEnum
+from pathlib import Path
 from typing import IO, Any
 
 from transfer.errors import ConfigError
 
 __all__ = [
     "SCHEMA_VERSION",
+    "ConfigOrColumn",
     "Format",
     "add_output_options",
     "check_columns",
@@ -69,6 +76,36 @@ def _column_type(known: Sequence[str]) -> Callable[[str], str]:
     return column
 
 
+#: The attribute of a parsed namespace holding the command's columns (for ``-c``).
+KNOWN_COLUMNS = "_known_columns"
+
+
+class ConfigOrColumn(argparse.Action):
+    """``-c VALUE``: a column (``-c COLUMN``, as the openstack CLI has it) when VALUE is one of
+    the command's columns, else the config file (``-c FILE``); ``--config`` is always the file."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        text = str(values)
+        by_lower = {name.lower(): name for name in getattr(namespace, KNOWN_COLUMNS, ())}
+        column = by_lower.get(text.lower()) if option_string == "-c" else None
+        if column is None:
+            setattr(namespace, self.dest, Path(text))
+            return
+        chosen = list(getattr(namespace, "columns", None) or [])
+        namespace.columns = [*chosen, column]
+
+
+def config_option_help(text: str) -> str:
+    """The help of a ``-c/--config`` that also takes the openstack CLI's ``-c COLUMN``."""
+    return f"{text} (-c COLUMN, as the openstack CLI has it, shows that column instead)"
+
+
 def add_output_options(
     parser: argparse.ArgumentParser,
     columns: Sequence[str],
@@ -77,7 +114,8 @@ def add_output_options(
     formats: Sequence[Format] = tuple(Format),
 ) -> None:
     """``-f/--format``, ``--column`` (repeatable, order kept) and, where it existed before,
-    ``--json`` (a synonym of ``-f json``)."""
+    ``--json`` (a synonym of ``-f json``).  ``-c COLUMN`` is ``ConfigOrColumn``'s."""
+    parser.set_defaults(**{KNOWN_COLUMNS: tuple(columns)})
     group = parser.add_argument_group("output")
     group.add_argument(
         "-f",
@@ -93,7 +131,8 @@ def add_output_options(
         action="append",
         type=_column_type(columns),
         metavar="COLUMN",
-        help=f"show only this column; repeatable, in this order ({', '.join(columns)})",
+        help=f"show only this column (also -c COLUMN); repeatable, in this order "
+        f"({', '.join(columns)})",
     )
     if json_flag:
         group.add_argument(
