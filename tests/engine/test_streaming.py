@@ -12,8 +12,11 @@ import aiohttp
 import anyio
 import pytest
 
+from tests.conftest import token
+from tests.emulator.helpers import Api
 from tests.engine.helpers import (
     JOB,
+    PARTNER,
     SRC,
     copies,
     copy_problems,
@@ -21,6 +24,7 @@ from tests.engine.helpers import (
     job_toml,
     journal_problems,
     new_emulator,
+    share,
     write_config,
 )
 from tests.engine.test_requests import FAST, KR2, TO_KR2, requests, seed, watch
@@ -157,3 +161,30 @@ async def test_a_page_that_fails_ends_the_run_after_the_images_under_way_with_it
     assert again.failed == [] and not again.interrupted
     assert await copy_problems(emu, http, sources, KR2) == []
     assert await journal_problems(tmp_path, sources, KR2) == []
+
+
+async def test_a_member_client_one_image_asked_for_is_there_for_the_images_beside_it(
+    emu: Emulator, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """Shared sources are planned side by side: one waits for its member's client (its token
+    is slow), and the others, which want the same member, must wait for it too, or they judge
+    the member's state without the client that could accept and call the copy in sync."""
+    sources = await seed(emu, 4, shared=True, prefix="members")
+    for source in sources:
+        await share(emu, http, source, [PARTNER])
+    config = write_config(tmp_path, emu, job_toml(targets=TO_KR2))
+    first = await run_streamed(config)
+    assert first.failed == [] and await copy_problems(emu, http, sources, KR2) == []
+
+    # The partner takes its acceptance of every copy back; its tokens then come slowly.
+    partner = Api(http, emu.regions["KR2"], await token(emu, PARTNER, http))
+    for made in copies(emu, "KR2", SRC.tenant_id).values():
+        path = f"/v2/images/{made[0]['id']}/members/{PARTNER.tenant_id}"
+        reply = await partner.call("PUT", path, json={"status": "pending"})
+        assert reply.status == 200, reply.body
+    emu.set_faults(latency=0.5, latency_routes={"token"})
+
+    again = await run_streamed(config)
+    assert sorted(r.outcome for r in again.results) == ["updated"] * 4, again.results
+    emu.set_faults(latency=0.0)
+    assert await copy_problems(emu, http, sources, KR2) == []  # accepted again, each

@@ -90,7 +90,8 @@ class SourcePlanning:
         self.config = config
         self.clouds = clouds
         self.checkers = anyio.CapacityLimiter(plan.job.checkers)
-        self._member_tenants: set[str] = set()
+        self._member_tenants: set[str] = set()  # whose member clients exist
+        self._clients_lock = anyio.Lock()
         #: Called with the plan once it is complete (every source listed and planned).
         self.on_complete: Callable[[JobPlan], None] | None = None
 
@@ -123,15 +124,20 @@ class SourcePlanning:
 
     async def _plan(self, image: Image, members: frozenset[str], on_items: OnItems | None) -> None:
         items = self.planner.plan_sources([image], {image.id: members})
-        new_tenants: set[str] = set()
+        wanted: set[str] = set()
         for item in items:
             if item.source is not None and item.desired is not None:
                 self.plan.desired[(item.source.id, item.target_key)] = item.desired
-                new_tenants |= item.desired.members - self._member_tenants
+                wanted |= item.desired.members
         job = self.plan.job
-        if job.copy.accept and new_tenants:
-            self._member_tenants |= new_tenants
-            await self._add_member_clients(new_tenants)
+        if job.copy.accept and wanted:
+            # Images are planned side by side: none may go on (compare members, or be run)
+            # before the clients of its members exist, even those another image asked for.
+            async with self._clients_lock:
+                new_tenants = wanted - self._member_tenants
+                if new_tenants:
+                    await self._add_member_clients(new_tenants)
+                    self._member_tenants |= new_tenants
         if items and (job.copy.members or job.copy.accept):
             items = await _member_drift(items, self.plan.targets, job, self.checkers)
         self.plan.items += items
