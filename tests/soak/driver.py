@@ -267,14 +267,18 @@ async def chaos_run(
 
 
 def kill_moment(
-    rng: random.Random, settings: Settings, bytes_left: int, kills_left: int
+    rng: random.Random, settings: Settings, bytes_left: int, kills_left: int, total: int
 ) -> float | int:
     """When to kill the next run: half the time a moment after its start (often while it plans
     or patches metadata), otherwise a share of the upload bytes still to come, small enough
-    that the job cannot finish before the kills it still owes."""
-    if rng.random() < 0.5:
-        return rng.uniform(*settings.kill_after)
+    that the job cannot finish before the kills it still owes.  A timed moment shrinks too
+    with the share of the job left (of ``total`` bytes) over those kills: a run with little
+    left to do ends sooner."""
     share = max(bytes_left, 0) / (kills_left + 1)
+    if rng.random() < 0.5:
+        low, high = settings.kill_after
+        left = max(bytes_left, 0) / total if total > 0 else 1.0
+        return rng.uniform(low, max(low, high * left / kills_left))
     return int(rng.uniform(0.05, 1.0) * share) + 1
 
 
@@ -322,7 +326,11 @@ async def soak(settings: Settings, workdir: Path) -> Result:
                 attempts += 1
                 chaos.on()
                 moment = kill_moment(
-                    rng, settings, upload_total - received(emu), settings.kills - tally.kills
+                    rng,
+                    settings,
+                    upload_total - received(emu),
+                    settings.kills - tally.kills,
+                    upload_total,
                 )
                 killed, code, tail = await chaos_run(
                     engine, emu, moment, deadline - time.monotonic()
