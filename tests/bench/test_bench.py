@@ -87,6 +87,7 @@ async def test_throughput_is_the_per_connection_cap_times_the_transfers_then_not
     )
     assert done.code == 0, done.out + done.err
     report = json.loads(report_path.read_text())
+    assert report["schema_version"] == 1
     found = figures(report)
     wanted = {(kind, n): n * CAP for kind in ("download", "upload", "copy") for n in (1, 4)}
     off = {

@@ -115,10 +115,11 @@ async def check_endpoints(
         "application/json"
     )
     document = overview.json()
+    assert document["schema_version"] == 1  # as every JSON output of the tool
     assert document["journal"] == str(workdir / "journal.db") and document["shared"] is False
     [job] = document["jobs"]
-    assert job == (await get(http, url + f"api/jobs/{JOB}")).json()
-    assert (await get(http, url + "api/jobs")).json() == {"jobs": [JOB]}
+    assert {"schema_version": 1, **job} == (await get(http, url + f"api/jobs/{JOB}")).json()
+    assert (await get(http, url + "api/jobs")).json() == {"schema_version": 1, "jobs": [JOB]}
 
     assert job["states"] == {s.value: states.get(s.value, 0) for s in EntryState}
     assert job["states"]["done"] == len(good) and job["states"]["failed"] == 1

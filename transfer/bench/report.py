@@ -8,6 +8,7 @@ from typing import Any
 from transfer.bench import figures
 from transfer.bench.ledger import Swept
 from transfer.bench.runner import BenchReport, BenchSettings
+from transfer.cli.output import SCHEMA_VERSION
 from transfer.streams import human_bytes
 
 
@@ -54,6 +55,7 @@ def report_json(report: BenchReport, settings: BenchSettings) -> dict[str, Any]:
     knee, why = report.knee
     verdict = report.verdict
     return {
+        "schema_version": SCHEMA_VERSION,
         "run_id": report.run_id,
         "source": report.source,
         "target": report.target,

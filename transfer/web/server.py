@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 from aiohttp import web
 
+from transfer.cli.output import SCHEMA_VERSION
 from transfer.config.settings import JournalConfig
 from transfer.errors import ConfigError
 from transfer.journal import Journal, open_journal
@@ -45,9 +46,11 @@ def _asset(name: str) -> bytes:
     return (files("transfer.web") / "static" / name).read_bytes()
 
 
-def _json(data: Any) -> web.Response:
+def _json(data: dict[str, Any]) -> web.Response:
+    """A JSON answer: a document with the ``schema_version`` every JSON output carries."""
+    document = {"schema_version": SCHEMA_VERSION, **data}
     return web.Response(
-        body=json.dumps(data, indent=1, sort_keys=True).encode() + b"\n",
+        body=json.dumps(document, indent=1, sort_keys=True).encode() + b"\n",
         content_type="application/json",
     )
 
