@@ -105,7 +105,7 @@ def load_jobs(args: argparse.Namespace) -> tuple[Config, list[JobConfig]]:
     config = built or load_config(args.config, environ=openstack_environ(args))
     for warning in config.warnings:
         print(f"image-transfer: warning: {warning}", file=sys.stderr)
-    _start_logging(args, config)
+    start_logging(args, config)
     names = args.job or list(config.jobs)
     unknown = [n for n in names if n not in config.jobs]
     if unknown:
@@ -116,7 +116,9 @@ def load_jobs(args: argparse.Namespace) -> tuple[Config, list[JobConfig]]:
     return config, [config.jobs[n] for n in names]
 
 
-def _start_logging(args: argparse.Namespace, config: Config) -> None:
+def start_logging(args: argparse.Namespace, config: Config) -> None:
+    """The logging a job command's ``-v``, ``-q``, ``--log-format`` and ``--log-file`` ask for,
+    over the config's ``[log]``."""
     level = config.log.level
     if args.verbose:
         level = LogLevel.DEBUG

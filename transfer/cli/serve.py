@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from transfer.cli.logs import LEVELS, configure_logging
 from transfer.cli.main import ExitCode
-from transfer.cli.options import Command, common_arguments, openstack_environ
+from transfer.cli.options import Command, common_arguments, openstack_environ, start_logging
 from transfer.config.loader import load_config
-from transfer.config.settings import Config, LogFormat, LogLevel
+from transfer.config.settings import Config
 from transfer.errors import ConfigError
 from transfer.web import DEFAULT_LISTEN
 
@@ -121,7 +120,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     listen, token = _page_terms(
         args.listen, args.auth_token_file, options=("--listen", "--auth-token-file")
     )
-    _start_logging(args, config)
+    start_logging(args, config)
 
     async def main() -> None:
         async with _page(config, listen, token, args.job):
@@ -131,20 +130,6 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     anyio.run(main)
     return ExitCode.OK
-
-
-def _start_logging(args: argparse.Namespace, config: Config) -> None:
-    level = LogLevel.DEBUG if args.verbose else config.log.level
-    if args.quiet and LEVELS[level] < LEVELS[LogLevel.WARNING]:
-        level = LogLevel.WARNING
-    try:
-        configure_logging(
-            level,
-            LogFormat(args.log_format) if args.log_format else config.log.format,
-            log_file=args.log_file,
-        )
-    except OSError as exc:
-        raise ConfigError(f"--log-file: cannot open {args.log_file}: {exc.strerror}") from None
 
 
 serve = Command(_configure_serve, _run_serve)
