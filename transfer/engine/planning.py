@@ -51,8 +51,12 @@ class JobPlan:
     source_client: ImageClient
     spool_dir: Path | None = None  # where spool files go (None: "spool" in the working dir)
     spool_reserve: int = DEFAULT_SPOOL_RESERVE  # bytes to keep free beside the spool files
-    complete: bool = True
     pending: SourcePlanning | None = field(default=None, repr=False)
+
+    @property
+    def complete(self) -> bool:
+        """Every source listed and planned (nothing ``pending``)."""
+        return self.pending is None
 
 
 async def _gather(
@@ -112,7 +116,6 @@ class SourcePlanning:
             raise only_error(group) from None
         log.info("listed source", job=job.name, images=len(self.plan.sources))
         self.plan.items = sorted(self.plan.items + self.planner.finish(), key=plan_order)
-        self.plan.complete = True
         self.plan.pending = None
         if self.on_complete is not None:
             self.on_complete(self.plan)
@@ -182,12 +185,9 @@ async def build_plan(
         source_client=source_client,
         spool_dir=job.spool_dir or config.journal.path.parent / "spool",
         spool_reserve=config.spool_reserve,
-        complete=False,
     )
-    pending = SourcePlanning(plan, listings, planner, config=config, clouds=clouds)
-    if stream:
-        plan.pending = pending
-    else:
+    pending = plan.pending = SourcePlanning(plan, listings, planner, config=config, clouds=clouds)
+    if not stream:
         await pending.run()
     return plan
 

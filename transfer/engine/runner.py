@@ -206,10 +206,8 @@ async def _work(
                 await pending.run(take)
         except Exception as exc:
             failure.append(exc)
-            scheduler.groups.clear()  # not started: the next run plans them again
-            scheduler.metadata.clear()
         finally:
-            scheduler.close()
+            scheduler.close(abandon=bool(failure))
 
     async def on_stop(scope: anyio.CancelScope) -> None:
         await stop.wait()

@@ -219,8 +219,12 @@ class LocalScheduler:
         self._start_checkers()
         self._more.set()
 
-    def close(self) -> None:
-        """No more items will come."""
+    def close(self, *, abandon: bool = False) -> None:
+        """No more items will come; with ``abandon``, none of those waiting starts either
+        (the next run plans them again)."""
+        if abandon:
+            self.groups.clear()
+            self.metadata.clear()
         self._closed = True
         self._more.set()
 
