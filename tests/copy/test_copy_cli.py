@@ -19,7 +19,6 @@ from tests.copy.helpers import (
     journal_path,
     listing,
     run,
-    write_clouds_yaml,
 )
 from tests.emulator.helpers import Api
 from tests.engine.helpers import DST, SRC, Target, copy_problems, new_emulator, received
@@ -42,12 +41,6 @@ async def emu() -> AsyncIterator[Emulator]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
-
-
-@pytest.fixture
-def home(tmp_path: Path, emu: Emulator) -> Path:
-    write_clouds_yaml(tmp_path, emu)
-    return tmp_path
 
 
 async def seed(emu: Emulator, *names: str, size: int = 300_000) -> dict[str, str]:

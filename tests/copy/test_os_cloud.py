@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from tests.copy.helpers import by_source, listing, run, write_clouds_yaml
+from tests.copy.helpers import by_source, listing, run
 from tests.engine.helpers import DST, SRC, new_emulator
 from transfer.cli.images_auth import credentials_from_args, region_from_args
 from transfer.emulator import Emulator
@@ -35,12 +35,6 @@ async def emu() -> AsyncIterator[Emulator]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
-
-
-@pytest.fixture
-def home(tmp_path: Path, emu: Emulator) -> Path:
-    write_clouds_yaml(tmp_path, emu)
-    return tmp_path
 
 
 async def test_images_takes_the_os_cloud_entry_and_its_region_name(home: Path) -> None:
