@@ -15,7 +15,6 @@ Sizes and rates use 1024-based units, as rclone does: ``500M`` is 500 MiB, ``10M
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import hashlib
 import math
 import os
@@ -63,6 +62,8 @@ def keep_large_buffers_in_heap() -> bool:
         return True
     if not sys.platform.startswith("linux") or any(name in os.environ for name in _MALLOC_ENV):
         return False
+    import ctypes  # here: a command that moves no image body never pays for it
+
     try:
         if not os.confstr("CS_GNU_LIBC_VERSION"):
             return False

@@ -115,6 +115,10 @@ async def test_run_on_a_sqlite_journal_without_a_terminal_loads_no_driver_nor_di
     # The token request goes out first; the engine and the journal load while it is in flight.
     assert "transfer.cloud.auth" in first
     assert [m for m in first if m.startswith(("transfer.engine", "transfer.journal"))] == []
+    # Nor structlog, nor anyio's event-loop backend: the command runs on asyncio until then.
+    assert loaded(first, "structlog") == []
+    assert [m for m in first if m.startswith("anyio._backends")] == []
+    assert "structlog" in modules and "anyio._backends._asyncio" in modules
     # status, next, reads the journal the run wrote, and needs no HTTP client to do it.
     out, modules = await probed(tmp_path, "status", "-c", str(config))
     assert f"job {JOB}: {len(TARGETS)} done" in out, out

@@ -11,6 +11,7 @@ flight."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import signal
 import sys
@@ -212,28 +213,31 @@ def execute(config: Config, jobs: list[JobConfig], args: argparse.Namespace) -> 
     imported = False  # transfer.cli.running, the engine side
 
     async def main() -> None:
+        # Plain asyncio up to the first requests; anyio from there on (``start_then_import``
+        # loads its backend while they are in flight).
         nonlocal imported
-        stop = anyio.Event()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_signals, stop, tg.cancel_scope)
-            try:
-                async with page, AsyncExitStack() as first:
-                    early = await first.enter_async_context(open_clouds(config, _http(jobs[0])))
-                    await start_then_import(early, jobs[:1], "transfer.cli.running")
-                    imported = True
-                    from transfer.cli.running import run_jobs
+        async with AsyncExitStack() as first:
+            early = await first.enter_async_context(open_clouds(config, _http(jobs[0])))
+            await start_then_import(early, jobs[:1], "transfer.cli.running")
+            imported = True
+            from transfer.cli.running import run_jobs
 
-                    def clouds_for(n: int, job: JobConfig) -> AbstractAsyncContextManager[Clouds]:
-                        if n == 0:
-                            return _opened(early, first)
-                        return open_clouds(config, _http(job))
+            def clouds_for(n: int, job: JobConfig) -> AbstractAsyncContextManager[Clouds]:
+                if n == 0:
+                    return _opened(early, first)
+                return open_clouds(config, _http(job))
 
-                    await run_jobs(config, jobs, clouds_for, args, stop, terms, outcomes)
-            finally:
-                tg.cancel_scope.cancel()
+            stop = anyio.Event()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_watch_signals, stop, tg.cancel_scope)
+                try:
+                    async with page:
+                        await run_jobs(config, jobs, clouds_for, args, stop, terms, outcomes)
+                finally:
+                    tg.cancel_scope.cancel()
 
     try:
-        anyio.run(main)
+        asyncio.run(main())
     finally:
         if imported:
             from transfer.cli.running import write_outputs

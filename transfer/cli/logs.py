@@ -18,12 +18,15 @@ import sys
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TextIO
 
-import structlog
-
+from transfer import log
 from transfer.cli.stats import short_ids
 from transfer.config.settings import LogFormat, LogLevel
+
+if TYPE_CHECKING:
+    from structlog.typing import Processor
 
 LEVELS = {
     LogLevel.DEBUG: logging.DEBUG,
@@ -94,8 +97,10 @@ def _short_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMappi
     return event
 
 
-def _processors(fmt: LogFormat, *, colors: bool, short: bool) -> list[structlog.typing.Processor]:
-    common: list[structlog.typing.Processor] = [
+def _processors(
+    structlog: ModuleType, fmt: LogFormat, *, colors: bool, short: bool
+) -> list[Processor]:
+    common: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
     ]
@@ -134,9 +139,15 @@ def configure_logging(
         terminal = out.isatty()
     sink = _SINK = LogSink(out, terminal=terminal)
     console = LogFormat.JSON if fmt is LogFormat.JSON else LogFormat.CONSOLE
-    structlog.configure(
-        processors=_processors(console, colors=terminal, short=terminal),
-        wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=lambda *_: SinkLogger(sink),
-        cache_logger_on_first_use=False,
-    )
+
+    def setup(structlog: ModuleType) -> None:
+        structlog.configure(
+            processors=_processors(structlog, console, colors=terminal, short=terminal),
+            wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
+            logger_factory=lambda *_: SinkLogger(sink),
+            cache_logger_on_first_use=False,
+        )
+
+    # applied when structlog is loaded (``transfer.log``): at the first line, or while a run's
+    # token requests are in flight
+    log.configure(setup)

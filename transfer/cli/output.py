@@ -22,7 +22,6 @@ or ``./NAME``).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -242,6 +241,8 @@ def print_rows(
         for row in rows:
             out.write(" ".join(text(row.get(c)) for c in shown) + "\n")
     else:
+        import csv  # only for -f csv
+
         writer = csv.writer(out, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
         writer.writerow(shown)
         for row in rows:

@@ -29,7 +29,6 @@ from typing import Any, Unpack
 from urllib.parse import quote
 
 import aiohttp
-import structlog
 import yarl
 
 from transfer.cloud.retry import RetryState, exhausted
@@ -52,10 +51,11 @@ from transfer.errors import (
     TransferError,
     TransportError,
 )
+from transfer.log import get_logger
 from transfer.metadata import MARKER_KEYS
 from transfer.models import Image, Member, PatchOp
 
-log = structlog.get_logger("transfer.cloud.client")
+log = get_logger("transfer.cloud.client")
 
 JSON_PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
 

@@ -4,11 +4,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Self
-
-import anyio
 
 from transfer.cloud.auth import KeystoneAuth, StaticTokenAuth, strip_version, tls_context
 from transfer.cloud.transport import HttpTransport
@@ -142,7 +141,9 @@ class Clouds:
         self._stack = stack
         self._settings = settings
         self._sessions: dict[str, CloudSession] = {}
-        self._lock = anyio.Lock()
+        # asyncio's: an anyio primitive would load anyio's event-loop backend before a run's
+        # token requests go out (``transfer.cli.inflight``)
+        self._lock = asyncio.Lock()
 
     async def session(self, name: str) -> CloudSession:
         async with self._lock:

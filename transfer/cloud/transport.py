@@ -37,7 +37,6 @@ from typing import Any, Protocol, TypedDict
 
 import aiohttp
 import anyio
-import structlog
 import yarl
 from multidict import CIMultiDictProxy
 
@@ -55,9 +54,10 @@ from transfer.errors import (
     Unauthorized,
     api_error_class,
 )
+from transfer.log import get_logger
 from transfer.streams import TokenBucket, keep_large_buffers_in_heap
 
-log = structlog.get_logger("transfer.cloud.transport")
+log = get_logger("transfer.cloud.transport")
 
 _MAX_ERROR_BODY = 64 * 1024
 _MESSAGE_CHARS = 300
@@ -272,8 +272,6 @@ class HttpTransport:
     async def open(self) -> None:
         if self._session is not None:
             return
-        # Image bodies move in large buffers; see keep_large_buffers_in_heap.
-        keep_large_buffers_in_heap()
         connector = aiohttp.TCPConnector(
             limit=0, limit_per_host=self.settings.pool_per_host, ssl=self._ssl
         )
@@ -419,6 +417,9 @@ class HttpTransport:
         session = self._fresh if fresh else self._session
         if session is None:
             raise RuntimeError("HttpTransport used outside its 'async with' block")
+        if stream or (body is not None and not isinstance(body, bytes)):
+            # Image bodies move in large buffers; see keep_large_buffers_in_heap (once).
+            keep_large_buffers_in_heap()
         where = f"{method} {url.path}"
         send_headers = dict(headers or {})
         if token is not None:

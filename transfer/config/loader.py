@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -101,6 +100,8 @@ def _read(path: Path) -> tuple[dict[str, Any], int]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start})") from None
+    import tomllib  # here: ``images`` with a token and an endpoint reads no file
+
     try:
         return tomllib.loads(text), shared_mode
     except tomllib.TOMLDecodeError as exc:

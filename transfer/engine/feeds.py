@@ -28,7 +28,6 @@ from types import TracebackType
 from typing import Protocol
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
@@ -37,10 +36,11 @@ from transfer.config.settings import SpoolMode, VerifyMode
 from transfer.engine.spool import SpoolArea, SpoolFile
 from transfer.errors import IntegrityError, ProtocolError, SpoolError, TransportError
 from transfer.journal.records import EntryState, JournalEntry
+from transfer.log import get_logger
 from transfer.models import Image
 from transfer.streams import Hasher, hashed, verify_length
 
-log = structlog.get_logger("transfer.engine.feeds")
+log = get_logger("transfer.engine.feeds")
 
 #: Chunks buffered per consumer of a shared download (besides the one being sent).
 SHARED_BUFFER = 2

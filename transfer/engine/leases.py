@@ -18,15 +18,15 @@ or in a cloud: the worker that holds it now continues from what was journaled.
 from __future__ import annotations
 
 import anyio
-import structlog
 import yarl
 
 from transfer.config.settings import LeaseSettings
 from transfer.errors import JournalError, LeaseLost
 from transfer.journal import WorkQueue
 from transfer.journal.records import Claim, ItemKey
+from transfer.log import get_logger
 
-log = structlog.get_logger("transfer.engine.leases")
+log = get_logger("transfer.engine.leases")
 
 #: How long before a lease could run out the work under it stops, at most.
 _STOP_MARGIN = 1.0

@@ -32,7 +32,6 @@ import time
 from collections.abc import Awaitable, Callable
 
 import anyio
-import structlog
 
 from transfer.cloud.client import ImageClient
 from transfer.engine.feeds import DirectFeed, Feed, in_flight_algorithms
@@ -54,10 +53,11 @@ from transfer.errors import (
     Unsettled,
 )
 from transfer.journal.records import Claim, EntryState, Step
+from transfer.log import get_logger
 from transfer.metadata import DesiredTarget
 from transfer.planner import Code, PlanItem
 
-log = structlog.get_logger("transfer.engine.pipeline")
+log = get_logger("transfer.engine.pipeline")
 
 #: How many fresh generations one attempt may make before giving up (each needs a delete).
 MAX_GENERATIONS_PER_ATTEMPT = 3

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
-import structlog
 
 from transfer.cloud.client import ImageClient
 from transfer.cloud.sessions import Clouds
@@ -25,11 +24,12 @@ from transfer.engine.listing import Listings, Target
 from transfer.errors import JournalError, LeaseLost, only_error
 from transfer.journal import Journal, WorkQueue
 from transfer.journal.records import ItemKey, JournalEntry, PlanTicket
+from transfer.log import get_logger
 from transfer.metadata import DesiredTarget
 from transfer.models import Image, Member
 from transfer.planner import WORK_CODES, Code, JobPlanner, PlanItem, plan_order
 
-log = structlog.get_logger("transfer.engine.planning")
+log = get_logger("transfer.engine.planning")
 #: How many times a worker that lost its planning lease joins the job again before giving up.
 _PLANNING_TURNS = 3
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import structlog
-
 from transfer.engine.listing import Target
 from transfer.errors import NotFound, TooManyDeletions, TransferError
+from transfer.log import get_logger
 from transfer.metadata import MARKER_JOB
 from transfer.planner import Code, PlanItem
 
-log = structlog.get_logger("transfer.engine.prune")
+log = get_logger("transfer.engine.prune")
 
 
 @dataclass

@@ -13,14 +13,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-import structlog
 
 from transfer.engine.results import Progress
 from transfer.errors import TransferError
 from transfer.journal import Journal
 from transfer.journal.samples import HeldTransfer, Sample
+from transfer.log import get_logger
 
-log = structlog.get_logger("transfer.engine.sampling")
+log = get_logger("transfer.engine.sampling")
 
 #: Seconds between two samples of a run that is moving bytes.
 SAMPLE_SECONDS = 2.0

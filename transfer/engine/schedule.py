@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import ParamSpec, TypeVar
 
 import anyio
-import structlog
 
 from transfer.cloud.transport import CALL_GUARD
 from transfer.config.settings import LeaseSettings
@@ -42,9 +41,10 @@ from transfer.engine.spool import SpoolArea
 from transfer.errors import JournalError, LeaseLost, TransferError
 from transfer.journal import Journal
 from transfer.journal.records import Claim, EntryState, ItemKey, PlanTicket
+from transfer.log import get_logger
 from transfer.planner import Code, PlanItem
 
-log = structlog.get_logger("transfer.engine.schedule")
+log = get_logger("transfer.engine.schedule")
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
 

@@ -40,7 +40,6 @@ from pathlib import Path
 import aiofiles
 import anyio
 import anyio.to_thread
-import structlog
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from transfer.cloud.client import ImageClient
@@ -48,10 +47,11 @@ from transfer.config.settings import DEFAULT_SPOOL_RESERVE, SPOOL_RESERVE_ENV
 from transfer.errors import IntegrityError, ProtocolError, SpoolError, TransportError
 from transfer.journal import Journal
 from transfer.journal.records import SpoolRecord
+from transfer.log import get_logger
 from transfer.models import Image
 from transfer.streams import CHUNK_SIZE, Hasher, human_bytes, verify_length
 
-log = structlog.get_logger("transfer.engine.spool")
+log = get_logger("transfer.engine.spool")
 
 #: Bytes written between two fsync + journal records: a crash re-reads at most this much.
 SYNC_EVERY = 16 * 1024 * 1024

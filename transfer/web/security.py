@@ -27,14 +27,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from transfer.errors import ConfigError, TransferError
+from transfer.log import get_logger
 from transfer.web import DEFAULT_LISTEN
 
-log = structlog.get_logger("transfer.web")
+log = get_logger("transfer.web")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
