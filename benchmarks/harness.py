@@ -217,7 +217,16 @@ def settle() -> None:
 
 
 def transfer_cmd(*args: str) -> list[str]:
-    """``image-transfer ARGS`` run by this interpreter (the project's venv)."""
+    """``image-transfer ARGS`` as an operator runs it: the console script installed next to
+    this interpreter (the project's venv), else ``python -m transfer``."""
+    script = Path(sys.executable).with_name("image-transfer")
+    if script.exists():
+        return [str(script), *args]
+    return python_m_transfer(*args)
+
+
+def python_m_transfer(*args: str) -> list[str]:
+    """``python -m transfer ARGS`` with this interpreter."""
     return [sys.executable, "-m", "transfer", *args]
 
 

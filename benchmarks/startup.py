@@ -39,6 +39,7 @@ from benchmarks.harness import (
     SeedImage,
     measure,
     metric,
+    python_m_transfer,
     result,
     row,
     run_async,
@@ -170,17 +171,10 @@ def time_to_first_request(
     return first - started, done.seconds
 
 
-def console_script() -> list[str]:
-    """``image-transfer`` as installed next to this interpreter (``python -m transfer`` when
-    the console script is missing)."""
-    script = Path(sys.executable).with_name("image-transfer")
-    return [str(script)] if script.exists() else transfer_cmd()
-
-
 def _commands(
     cloud: Cloud, config: Path, identity: FirstRequestRelay, image: FirstRequestRelay
 ) -> list[Command]:
-    it = console_script()
+    it = transfer_cmd()
     src = cloud.src
     password = [
         "--identity-url", identity.url, "--tenant-id", src.tenant_id,
@@ -193,7 +187,7 @@ def _commands(
         Command(
             "run_python_m",
             "python -m transfer run",
-            [*transfer_cmd(), "run", *cfg, "--job", JOB],
+            [*python_m_transfer(), "run", *cfg, "--job", JOB],
             identity,
         ),
         Command(
@@ -306,7 +300,7 @@ def run(mode: str, repeats: int | None = None) -> dict[str, Any]:
         title="start-up: exec -> the first HTTP request",
         mode=mode,
         started=started,
-        params={"repeats": repeats, "command": " ".join(console_script()), "goal_s": GOAL_S},
+        params={"repeats": repeats, "command": " ".join(transfer_cmd()), "goal_s": GOAL_S},
         metrics=metrics,
         rows=rows,
         notes=[
