@@ -12,6 +12,7 @@ and structlog (about 10 ms, ``transfer.log``) are among what the worker thread l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import sys
 from collections.abc import Sequence
@@ -28,8 +29,9 @@ def clouds_of(jobs: Sequence[JobConfig]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-#: What every job command loads after its first requests, besides structlog (``log.load``).
-ENGINE_BASE = ("anyio", "anyio._backends._asyncio")
+#: anyio's asyncio backend, which every job command needs after its first requests.  A private
+#: module name: should a later anyio move it, the backend simply loads at its first use instead.
+ANYIO_BACKEND = "anyio._backends._asyncio"
 
 
 async def start_then_import(clouds: Clouds, jobs: Sequence[JobConfig], *modules: str) -> None:
@@ -42,7 +44,9 @@ async def start_then_import(clouds: Clouds, jobs: Sequence[JobConfig], *modules:
 
     def load() -> None:
         log.load()
-        for module in (*ENGINE_BASE, *modules):
+        with contextlib.suppress(ModuleNotFoundError):
+            importlib.import_module(ANYIO_BACKEND)
+        for module in modules:
             importlib.import_module(module)
 
     # A short switch interval while the thread imports: the loop takes its turn at once
